@@ -1,0 +1,140 @@
+"""The one place that chooses which Keras kdistill runs on.
+
+kdistill runs on Keras 3 with the TensorFlow backend by default, and on
+tf_keras (Keras 2) when TensorFlow's own switch ``TF_USE_LEGACY_KERAS`` is set
+to a true value before TensorFlow is imported. Every other kdistill module
+imports Keras from here::
+
+    from kdistill.backend import keras, tf
+
+so that one process never mixes the two. Nothing here imports
+tensorflow_model_optimization: importing it sets ``TF_USE_LEGACY_KERAS=1`` for
+the whole process, so kdistill imports it only inside the functions that need
+it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+_TRUE_VALUES = ("1", "true", "True", "TRUE", "yes")
+
+
+def _legacy_requested() -> bool:
+    # TensorFlow reads the same variable with the same spelling of "true".
+    return os.environ.get("TF_USE_LEGACY_KERAS", "") in _TRUE_VALUES
+
+
+LEGACY_KERAS: bool = _legacy_requested()
+"""True when kdistill runs on tf_keras (Keras 2), False on Keras 3."""
+
+if LEGACY_KERAS:
+    import tf_keras as keras
+else:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise ImportError(
+            "kdistill needs Keras's TensorFlow backend, but Keras is set to "
+            f"the {keras.backend.backend()!r} backend. Set the environment "
+            "variable KERAS_BACKEND=tensorflow before importing kdistill."
+        )
+
+KERAS_NAME: str = "tf_keras" if LEGACY_KERAS else "keras"
+"""Name of the Keras package in use, for messages and reports."""
+
+_OTHER_SWITCH = (
+    "kdistill is running on Keras 3, so it needs Keras 3 models. To work with "
+    "tf_keras models instead, set TF_USE_LEGACY_KERAS=1 in the environment "
+    "before TensorFlow is imported (for example on the command line: "
+    "TF_USE_LEGACY_KERAS=1 python train.py)."
+    if not LEGACY_KERAS
+    else "kdistill is running on tf_keras (TF_USE_LEGACY_KERAS is set), so it "
+    "needs tf_keras models. Unset TF_USE_LEGACY_KERAS before TensorFlow is "
+    "imported to work with Keras 3 models, or build the model with tf_keras."
+)
+
+
+def check_model(model, argument: str) -> None:
+    """Raises a clear error unless `model` is a model of the Keras in use.
+
+    Args:
+        model: The object passed by the user.
+        argument: The argument's name, used in the message (e.g. "teacher").
+
+    Raises:
+        TypeError: `model` is not a Keras model, or belongs to the other Keras.
+
+    Example:
+        >>> from kdistill import backend
+        >>> m = backend.keras.Sequential([backend.keras.layers.Dense(2)])
+        >>> backend.check_model(m, "student")
+    """
+    if isinstance(model, keras.Model):
+        return
+    module = type(model).__module__ or ""
+    if module.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(
+        model, "layers"
+    ):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: it is a model of the "
+            f"other Keras ({type(model).__module__}.{type(model).__name__}). "
+            + _OTHER_SWITCH
+        )
+    raise TypeError(
+        f"Invalid value for argument `{argument}`. Expected a "
+        f"{KERAS_NAME}.Model. Received: {argument} of type "
+        f"{type(model).__name__}."
+    )
+
+
+def scalar_variable(value: float, name: str) -> tf.Variable:
+    """Returns a non-trainable float32 scalar variable.
+
+    Values a callback may change during training (alpha, temperatures) live in
+    variables, not Python floats: a traced `train_step` would freeze a float,
+    while it reads a variable's current value at every step.
+
+    Args:
+        value: Initial value.
+        name: Variable name.
+
+    Returns:
+        A `tf.Variable` of dtype float32 with `trainable=False`.
+    """
+    return tf.Variable(float(value), trainable=False, dtype=tf.float32, name=name)
+
+
+def minimize(optimizer, tape: tf.GradientTape, loss, variables) -> None:
+    """Applies one optimizer step for `loss`, with loss scaling if needed.
+
+    Keras 3 and tf_keras differ in how a mixed-precision loss-scale optimizer
+    is driven; this hides the difference.
+
+    Args:
+        optimizer: The compiled optimizer.
+        tape: The tape that recorded `loss`. Keras 3 needs `loss` to have been
+            scaled with `optimizer.scale_loss` inside the tape (see
+            `scale_loss`).
+        loss: The (scaled, for Keras 3) scalar loss.
+        variables: Variables to update.
+    """
+    if LEGACY_KERAS:
+        optimizer.minimize(loss, variables, tape=tape)
+        return
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply_gradients(zip(gradients, variables))
+
+
+def scale_loss(optimizer, loss):
+    """Scales `loss` for a loss-scale optimizer under Keras 3; else returns it."""
+    if LEGACY_KERAS or optimizer is None:
+        return loss
+    return optimizer.scale_loss(loss)
+
+
+def register_serializable(cls):
+    """Registers `cls` with the Keras in use under the package "kdistill"."""
+    return keras.saving.register_keras_serializable(package="kdistill")(cls)

@@ -1,0 +1,480 @@
+"""`Distiller`: a Keras model that trains a student from a teacher.
+
+The objective of each step is::
+
+    alpha * hard_loss + (1 - alpha) * sum_i(w_i * distillation_loss_i)
+
+where `hard_loss` is the loss given to `compile` on the true labels. Every
+term is computed per sample, weighted by the sample weights, and divided by the
+global batch size, so `tf.distribute` strategies reduce it correctly.
+"""
+
+from __future__ import annotations
+
+from kdistill import backend, offline, outputs, validation
+from kdistill import losses as losses_lib
+from kdistill.backend import keras, tf
+
+
+@backend.register_serializable
+class Distiller(keras.Model):
+    """Trains `student` to match `teacher` while fitting the true labels.
+
+    `call()` runs the student only, so `predict`, `evaluate` and compiled
+    metrics describe the student. The teacher is frozen, runs with
+    `training=False` outside the gradient tape, and each model runs once per
+    step even when feature losses read intermediate layers.
+
+    Args:
+        teacher: A Keras model, or None to train from cached teacher outputs
+            (see `kdistill.offline`). It is set to `trainable=False`.
+        student: The Keras model to train.
+        distillation_loss: A `kdistill.losses.DistillationLoss`, a registry
+            name ("soft_target", "logit_mse", ...), or a list of them.
+            Defaults to `SoftTargetKD(temperature=4.0)`.
+        alpha: Weight of the hard-label loss in [0, 1]; the distillation
+            losses get `1 - alpha`. Stored in a variable, so callbacks may
+            change it during `fit`.
+        distillation_loss_weights: Optional weights `w_i`, one per
+            distillation loss (default 1.0 each).
+        name: Model name.
+
+    Example:
+        >>> distiller = Distiller(teacher, student,
+        ...                       distillation_loss=SoftTargetKD(4.0), alpha=0.1)
+        >>> distiller.compile(optimizer="adam",
+        ...     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        ...     metrics=["accuracy"])
+        >>> distiller.fit(x, y, epochs=5)
+        >>> student = distiller.student
+    """
+
+    def __init__(
+        self,
+        teacher,
+        student,
+        distillation_loss=None,
+        alpha: float = 0.1,
+        distillation_loss_weights=None,
+        name: str = "distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        backend.check_model(student, "student")
+        if teacher is not None:
+            backend.check_model(teacher, "teacher")
+            _check_separate_models(teacher, student)
+            _check_input_shapes(teacher, student)
+            _check_output_shapes(teacher, student)
+        self.teacher = teacher
+        self.student = student
+        if teacher is not None:
+            teacher.trainable = False
+
+        self.distillation_losses = _as_loss_list(distillation_loss)
+        self.distillation_loss_weights = _loss_weights(
+            distillation_loss_weights, len(self.distillation_losses)
+        )
+        self.alpha = backend.scalar_variable(
+            validation.check_unit_interval(alpha, "alpha"), "alpha"
+        )
+
+        feature_losses = [l for l in self.distillation_losses if l.uses_features]
+        if feature_losses and teacher is None:
+            raise ValueError(
+                "Feature losses (" + ", ".join(type(l).__name__ for l in feature_losses)
+                + ") read the teacher's intermediate layers, so they need "
+                "`teacher`: pass the teacher model instead of teacher=None."
+            )
+        teacher_layers = [n for l in feature_losses for n in l.teacher_layers]
+        student_layers = [n for l in feature_losses for n in l.student_layers]
+        self._teacher_view = _feature_view(teacher, teacher_layers, "teacher")
+        self._student_view = _feature_view(student, student_layers, "student")
+        self.adapters = _build_adapters(
+            feature_losses, self._teacher_view, self._student_view
+        )
+        self._teacher_returns_probabilities = outputs.returns_probabilities(teacher)
+        self._student_returns_probabilities = outputs.returns_probabilities(student)
+
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.term_trackers = (
+            [keras.metrics.Mean(name=n) for n in _term_names(self.distillation_losses)]
+            if len(self.distillation_losses) > 1
+            else []
+        )
+        self._student_loss = None
+        # Both models are built (or build on first call); nothing to create.
+        self.built = bool(getattr(student, "built", False))
+
+    # -- configuration -----------------------------------------------------
+
+    @property
+    def temperatures(self) -> list:
+        """The temperature variables of all distillation losses."""
+        return [v for l in self.distillation_losses for v in l.temperature_variables]
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, **kwargs):
+        """Configures training; `loss` is the student's hard-label loss.
+
+        Args:
+            optimizer: Optimizer for the student (and adapters).
+            loss: Loss on the true labels: a Keras loss, its name, or a
+                function `(y_true, y_pred) -> per-sample values`. Required
+                unless `alpha` is 0.
+            metrics: Metrics of the student's outputs against the labels.
+            **kwargs: Passed to `keras.Model.compile` (for example
+                `jit_compile`, `steps_per_execution`).
+        """
+        if loss is None and float(self.alpha.numpy()) > 0:
+            raise ValueError(
+                "Invalid value for argument `loss`: the student's hard-label "
+                f"loss is required because alpha={float(self.alpha.numpy())} "
+                "> 0. Pass e.g. loss=keras.losses.SparseCategoricalCrossentropy("
+                "from_logits=True), or build the Distiller with alpha=0."
+            )
+        self._student_loss = keras.losses.get(loss) if loss is not None else None
+        self._student_loss_config = loss
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    @property
+    def metrics(self):
+        own = [
+            self.loss_tracker,
+            self.student_loss_tracker,
+            self.distillation_loss_tracker,
+            *self.term_trackers,
+        ]
+        # Keras 3 adds its own "loss" tracker, which this step does not feed.
+        rest = [m for m in super().metrics if m.name != "loss" and not _contains(own, m)]
+        return own + rest
+
+    # -- forward passes ----------------------------------------------------
+
+    def call(self, inputs, training=None):
+        return self.student(inputs, training=training)
+
+    def _run_student(self, x, training):
+        values = _as_list(self._student_view(x, training=training))
+        return values[0], values[1:]
+
+    def _run_teacher(self, x):
+        values = [tf.stop_gradient(v) for v in _as_list(self._teacher_view(x, training=False))]
+        return outputs.as_logits(values[0], self._teacher_returns_probabilities), values[1:]
+
+    # -- objective ---------------------------------------------------------
+
+    def _hard_loss_per_sample(self, y, y_pred):
+        loss = self._student_loss
+        if isinstance(loss, keras.losses.Loss):
+            values = loss.call(y, y_pred)
+        else:
+            values = loss(y, y_pred)
+        values = tf.cast(values, tf.float32)
+        if values.shape.rank and values.shape.rank > 1:
+            values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+        return values
+
+    def _distillation_terms(self, y, teacher_out, teacher_feats, student_out, student_feats):
+        teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
+        student_logits = outputs.as_logits(student_out, self._student_returns_probabilities)
+        validation.check_same_shape(teacher_logits.shape, student_logits.shape, "outputs")
+        terms = []
+        position = 0
+        for loss in self.distillation_losses:
+            if loss.uses_features:
+                count = len(loss.teacher_layers)
+                t = teacher_feats[position : position + count]
+                s = [
+                    adapter(f) if adapter is not None else f
+                    for adapter, f in zip(
+                        self.adapters[position : position + count],
+                        student_feats[position : position + count],
+                    )
+                ]
+                position += count
+                terms.append(loss.per_sample(t, s))
+            elif loss.needs_labels:
+                terms.append(loss.per_sample(teacher_logits, student_logits, y))
+            else:
+                terms.append(loss.per_sample(teacher_logits, student_logits))
+        return terms
+
+    def _objective(self, x, y, teacher, sample_weight, training):
+        """Returns (total loss for this replica, y_pred, values to log).
+
+        Args:
+            teacher: (teacher outputs, teacher features) for the batch.
+        """
+        teacher_out, teacher_feats = teacher
+        y_pred, student_feats = self._run_student(x, training=training)
+        batch = tf.shape(y_pred)[0]
+        weights = (
+            tf.ones((batch,), tf.float32)
+            if sample_weight is None
+            else tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+        )
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        local_batch = tf.cast(batch, tf.float32)
+
+        def mean(values):  # sample-weighted mean over the local batch
+            return tf.reduce_sum(values * weights) / local_batch
+
+        alpha = self.alpha
+        hard = (
+            self._hard_loss_per_sample(y, y_pred)
+            if self._student_loss is not None
+            else tf.zeros((batch,), tf.float32)
+        )
+        terms = self._distillation_terms(y, teacher_out, teacher_feats, y_pred, student_feats)
+        distill = tf.add_n(
+            [w * t for w, t in zip(self.distillation_loss_weights, terms)]
+        )
+        total = mean(alpha * hard + (1.0 - alpha) * distill)
+        regularization = self.student.losses + [l for a in self.adapters if a is not None for l in a.losses]
+        if regularization:
+            total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+        logs = {
+            "total": total,
+            "student": mean(hard),
+            "distillation": mean(distill),
+            "terms": [mean(t) for t in terms],
+            "batch": local_batch,
+        }
+        return total / replicas, y_pred, logs
+
+    def _update_trackers(self, logs):
+        batch = logs["batch"]
+        self.loss_tracker.update_state(logs["total"], sample_weight=batch)
+        self.student_loss_tracker.update_state(logs["student"], sample_weight=batch)
+        self.distillation_loss_tracker.update_state(logs["distillation"], sample_weight=batch)
+        for tracker, value in zip(self.term_trackers, logs["terms"]):
+            tracker.update_state(value, sample_weight=batch)
+
+    # -- steps -------------------------------------------------------------
+
+    def _unpack(self, data):
+        """Returns x, labels, sample weights and (teacher outputs, features).
+
+        The teacher runs here, before any gradient tape opens, so no
+        activation is kept for it.
+        """
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y, cached, sample_weight = offline.split_targets(y, sample_weight)
+        if cached is None and self.teacher is None:
+            raise ValueError(
+                "This Distiller has teacher=None, so each batch must carry the "
+                "cached teacher outputs: pass targets built with "
+                "kdistill.offline_targets(labels, teacher_outputs) (see "
+                "kdistill.cache_teacher_outputs)."
+            )
+        if cached is not None and any(l.uses_features for l in self.distillation_losses):
+            cached = None  # feature losses need the online teacher pass anyway
+        teacher = self._run_teacher(x) if cached is None else (cached, [])
+        return x, y, sample_weight, teacher
+
+    def train_step(self, data):
+        x, y, sample_weight, teacher = self._unpack(data)
+        with tf.GradientTape() as tape:
+            loss, y_pred, logs = self._objective(x, y, teacher, sample_weight, True)
+            scaled = backend.scale_loss(self.optimizer, loss)
+        backend.minimize(self.optimizer, tape, scaled, self.trainable_variables)
+        self._update_trackers(logs)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight, teacher = self._unpack(data)
+        _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
+        self._update_trackers(logs)
+        return self.compute_metrics(x, y, y_pred, sample_weight)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        y, _, sample_weight = offline.split_targets(y, sample_weight)
+        return super().compute_metrics(x, y, y_pred, sample_weight)
+
+    # -- serialization -----------------------------------------------------
+
+    def get_config(self):
+        serialize = keras.saving.serialize_keras_object
+        return {
+            "name": self.name,
+            "teacher": _model_config(self.teacher) if self.teacher is not None else None,
+            "student": _model_config(self.student),
+            "distillation_loss": [serialize(l) for l in self.distillation_losses],
+            "alpha": float(self.alpha.numpy()),
+            "distillation_loss_weights": list(self.distillation_loss_weights),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        deserialize = keras.saving.deserialize_keras_object
+        if config.get("teacher") is not None:
+            config["teacher"] = deserialize(config["teacher"], custom_objects=custom_objects)
+        config["student"] = deserialize(config["student"], custom_objects=custom_objects)
+        config["distillation_loss"] = [
+            deserialize(l, custom_objects=custom_objects) for l in config["distillation_loss"]
+        ]
+        return cls(**config)
+
+    def get_compile_config(self):
+        config = super().get_compile_config() or {}
+        if getattr(self, "_student_loss_config", None) is not None and config:
+            config["loss"] = keras.saving.serialize_keras_object(self._student_loss_config)
+        return config
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if getattr(self, "optimizer", None) is not None and self.built:
+            self.optimizer.build(self.trainable_variables)
+
+
+# ---------------------------------------------------------------------------
+# Helpers: validation and model views
+# ---------------------------------------------------------------------------
+
+
+def _model_config(model) -> dict:
+    # The sub-models' own compile state (their optimizers) is not part of the
+    # distillation run: the Distiller's optimizer trains the student.
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config
+
+
+def _as_loss_list(distillation_loss) -> list:
+    if distillation_loss is None:
+        return [losses_lib.SoftTargetKD()]
+    items = distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    if not items:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss`: the list is empty. "
+            "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
+        )
+    return [losses_lib.get(item) for item in items]
+
+
+def _loss_weights(weights, count) -> list:
+    if weights is None:
+        return [1.0] * count
+    weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+    if len(weights) != count:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss_weights`: expected "
+            f"one weight per distillation loss ({count}), received "
+            f"{len(weights)}: {weights}."
+        )
+    return [
+        validation.check_non_negative(w, "distillation_loss_weights") for w in weights
+    ]
+
+
+def _term_names(losses) -> list:
+    names, seen = [], {}
+    for loss in losses:
+        base = loss.registry_name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
+    return names
+
+
+def _check_separate_models(teacher, student):
+    if teacher is student:
+        raise ValueError(
+            "Invalid value for argument `student`: it is the same object as "
+            "`teacher`. Build a separate (usually smaller) student model; to "
+            "start from the teacher's weights use keras.models.clone_model and "
+            "set_weights."
+        )
+    teacher_ids = {id(v) for v in teacher.weights}
+    shared = [v.name for v in student.weights if id(v) in teacher_ids]
+    if shared:
+        raise ValueError(
+            "Invalid value for argument `student`: it shares layers with "
+            f"`teacher` (variables {shared[:4]}). The Distiller freezes the "
+            "teacher, which would freeze those student layers too. Give the "
+            "student its own layers (keras.models.clone_model copies a model)."
+        )
+
+
+def _static_shape(model, attribute):
+    tensors = getattr(model, attribute, None)
+    try:
+        if tensors and len(tensors) == 1:
+            return tuple(tensors[0].shape)
+    except (AttributeError, ValueError, TypeError):
+        pass
+    return None
+
+
+def _check_input_shapes(teacher, student):
+    t, s = _static_shape(teacher, "inputs"), _static_shape(student, "inputs")
+    if t is None or s is None:
+        return
+    same = len(t) == len(s) and all(a is None or b is None or a == b for a, b in zip(t, s))
+    if not same:
+        raise ValueError(
+            f"Teacher and student take inputs of different shapes: teacher "
+            f"{t} and student {s}. Both models see the same batch, so give the "
+            "student the teacher's input shape (add a Reshape or Resizing "
+            "layer inside the student if it needs another)."
+        )
+
+
+def _check_output_shapes(teacher, student):
+    t, s = _static_shape(teacher, "outputs"), _static_shape(student, "outputs")
+    if t is not None and s is not None:
+        validation.check_same_shape(t, s, "outputs")
+
+
+def _feature_view(model, layer_names, role):
+    """Returns `model`, or a view of it that also outputs named layers."""
+    if model is None or not layer_names:
+        return model
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Feature losses need to read the {role}'s layers, but the {role} "
+            f"{model.name!r} is a subclassed model without a layer graph. Build "
+            "it as a Sequential or functional model with an Input layer."
+        )
+    available = [layer.name for layer in model.layers]
+    features = []
+    for name in layer_names:
+        if name not in available:
+            raise ValueError(
+                f"The {role} has no layer named {name!r}. Its layers are: "
+                f"{', '.join(available)}."
+            )
+        features.append(model.get_layer(name).output)
+    return keras.Model(inputs, [model.outputs[0], *features], name=f"{model.name}_features")
+
+
+def _build_adapters(feature_losses, teacher_view, student_view) -> list:
+    if not feature_losses:
+        return []
+    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[1:]]
+    student_shapes = [tuple(t.shape) for t in student_view.outputs[1:]]
+    adapters, position = [], 0
+    for loss in feature_losses:
+        count = len(loss.teacher_layers)
+        made = loss.make_adapters(
+            teacher_shapes[position : position + count],
+            student_shapes[position : position + count],
+        )
+        for adapter, shape in zip(made, student_shapes[position : position + count]):
+            if adapter is not None and not adapter.built:
+                adapter.build(shape)
+        adapters.extend(made)
+        position += count
+    return adapters
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _contains(items, item) -> bool:
+    return any(item is other for other in items)

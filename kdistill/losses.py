@@ -1,0 +1,589 @@
+"""Distillation losses: pure functions underneath, small classes on top.
+
+Every function here takes teacher and student tensors and returns one value per
+sample (shape ``(batch,)``), so the `Distiller` can weight samples and reduce
+over the global batch. Each class wraps one function with its configuration,
+is serializable, and is callable as ``loss(teacher_outputs, student_outputs)``
+returning the mean over the batch.
+
+| name          | class              | paper                                   |
+|---------------|--------------------|-----------------------------------------|
+| soft_target   | `SoftTargetKD`     | Hinton, Vinyals & Dean 2015             |
+| logit_mse     | `LogitMSE`         | Ba & Caruana 2014                       |
+| hint          | `HintLoss`         | Romero et al. 2015 (FitNets)            |
+| dkd           | `DecoupledKD`      | Zhao et al. 2022 (CVPR)                 |
+| attention     | `AttentionTransfer`| Zagoruyko & Komodakis 2017              |
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from kdistill import validation
+from kdistill.backend import keras, register_serializable, scalar_variable, tf
+
+# ---------------------------------------------------------------------------
+# Pure functions: (teacher, student[, labels]) -> per-sample loss of shape (B,)
+# ---------------------------------------------------------------------------
+
+
+def soft_target_kd(teacher_logits, student_logits, temperature):
+    """Hinton soft-target loss per sample: T^2 * KL(p_t^T || p_s^T).
+
+    Computed from logits with log-softmax, so it stays finite for logits of
+    magnitude 1e4. The T^2 factor keeps gradient magnitudes comparable across
+    temperatures: d/dz_s = T * (softmax(z_s/T) - softmax(z_t/T)).
+
+    Args:
+        teacher_logits: Tensor (batch, classes).
+        student_logits: Tensor (batch, classes).
+        temperature: Positive scalar (float or tensor).
+
+    Returns:
+        Tensor (batch,).
+
+    Example:
+        >>> soft_target_kd([[2., -1., .5]], [[.1, .3, -.2]], 3.0)  # ~[0.791]
+    """
+    t = tf.cast(temperature, tf.float32)
+    teacher_log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
+    student_log_p = tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1)
+    kl = tf.reduce_sum(
+        tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1
+    )
+    return t * t * kl
+
+
+def logit_mse(teacher_logits, student_logits, reduction="mean"):
+    """Squared error between logits per sample (Ba & Caruana 2014).
+
+    Args:
+        teacher_logits: Tensor (batch, ...).
+        student_logits: Tensor of the same shape.
+        reduction: "mean" averages the squared error over the non-batch axes;
+            "sum" sums it, giving the squared L2 norm ||z_t - z_s||^2.
+
+    Returns:
+        Tensor (batch,).
+    """
+    squared = tf.square(_as_float32(teacher_logits) - _as_float32(student_logits))
+    return _reduce_per_sample(squared, reduction)
+
+
+def hint_mse(teacher_features, student_features):
+    """FitNets hint loss per sample: mean squared error between features.
+
+    Args:
+        teacher_features: Tensor (batch, ...), the teacher's hint.
+        student_features: Tensor of the same shape, the student's guided layer
+            after the adapter.
+
+    Returns:
+        Tensor (batch,).
+    """
+    squared = tf.square(
+        _as_float32(teacher_features) - _as_float32(student_features)
+    )
+    return _reduce_per_sample(squared, "mean")
+
+
+def decoupled_kd(teacher_logits, student_logits, labels, alpha, beta, temperature):
+    """Decoupled knowledge distillation per sample (Zhao et al., CVPR 2022).
+
+    DKD = alpha * TCKD + beta * NCKD, each scaled by T^2, where TCKD is the KL
+    between the binary (target, non-target) distributions and NCKD the KL
+    between the distributions over non-target classes.
+
+    Args:
+        teacher_logits: Tensor (batch, classes).
+        student_logits: Tensor (batch, classes).
+        labels: Sparse labels (batch,) or (batch, 1), or one-hot (batch,
+            classes).
+        alpha: Weight of the target-class term.
+        beta: Weight of the non-target-class term.
+        temperature: Positive scalar.
+
+    Returns:
+        Tensor (batch,).
+    """
+    t = tf.cast(temperature, tf.float32)
+    teacher = _as_float32(teacher_logits) / t
+    student = _as_float32(student_logits) / t
+    target = _one_hot_like(labels, teacher)
+    tckd = _binary_kl(teacher, student, target)
+    # Mask the target class out of the softmax with a large negative offset.
+    masked_teacher = tf.nn.log_softmax(teacher - 1e4 * target, axis=-1)
+    masked_student = tf.nn.log_softmax(student - 1e4 * target, axis=-1)
+    nckd = tf.reduce_sum(
+        tf.exp(masked_teacher) * (masked_teacher - masked_student), axis=-1
+    )
+    return t * t * (alpha * tckd + beta * nckd)
+
+
+def attention_map(features, p=2.0):
+    """Spatial attention map of a feature map (Zagoruyko & Komodakis 2017).
+
+    Args:
+        features: Tensor (batch, height, width, channels) or (batch, steps,
+            channels).
+        p: Exponent applied to absolute activations.
+
+    Returns:
+        Tensor (batch, positions), L2-normalised per sample.
+    """
+    features = _as_float32(features)
+    energy = tf.reduce_mean(tf.pow(tf.abs(features), p), axis=-1)
+    flat = tf.reshape(energy, (tf.shape(energy)[0], -1))
+    return tf.math.l2_normalize(flat, axis=-1)
+
+
+def attention_transfer(teacher_features, student_features, beta=1000.0, p=2.0):
+    """Attention transfer per sample: beta/2 * mean((a_t - a_s)^2).
+
+    Channel counts may differ; spatial sizes must match.
+
+    Args:
+        teacher_features: Tensor (batch, H, W, C_t).
+        student_features: Tensor (batch, H, W, C_s).
+        beta: Weight (the paper uses 1000).
+        p: Exponent of the attention map.
+
+    Returns:
+        Tensor (batch,).
+    """
+    difference = attention_map(teacher_features, p) - attention_map(
+        student_features, p
+    )
+    return beta / 2.0 * tf.reduce_mean(tf.square(difference), axis=-1)
+
+
+def _as_float32(x):
+    # Softened distributions underflow in half precision: losses run in fp32.
+    return tf.cast(x, tf.float32)
+
+
+def _reduce_per_sample(values, reduction):
+    axes = tf.range(1, tf.rank(values))
+    if reduction == "sum":
+        return tf.reduce_sum(values, axis=axes)
+    return tf.reduce_mean(values, axis=axes)
+
+
+def _one_hot_like(labels, logits):
+    labels = tf.convert_to_tensor(labels)
+    classes = tf.shape(logits)[-1]
+    if labels.shape.rank == logits.shape.rank and labels.shape[-1] not in (
+        None,
+        1,
+    ):
+        return tf.cast(labels, tf.float32)
+    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    return tf.one_hot(labels, classes, dtype=tf.float32)
+
+
+def _binary_kl(teacher, student, target):
+    def binary_log_probs(logits):
+        log_p = tf.nn.log_softmax(logits, axis=-1)
+        log_target = tf.reduce_sum(log_p * target, axis=-1)
+        # log(1 - p_target) = logsumexp over the non-target classes.
+        log_rest = tf.reduce_logsumexp(log_p - 1e4 * target, axis=-1)
+        return tf.stack([log_target, log_rest], axis=-1)
+
+    log_t = binary_log_probs(teacher)
+    log_s = binary_log_probs(student)
+    return tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
+
+
+# ---------------------------------------------------------------------------
+# Classes
+# ---------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type] = {}
+
+
+def _register(name: str):
+    def decorate(cls):
+        cls.registry_name = name
+        _REGISTRY[name] = cls
+        return register_serializable(cls)
+
+    return decorate
+
+
+class DistillationLoss:
+    """Base class: a configured distillation loss over a pure function.
+
+    Subclasses implement `per_sample`. Class attributes tell the `Distiller`
+    what a loss needs:
+
+    * `needs_labels`: the loss takes the true labels as a third argument.
+    * `uses_features`: the loss compares intermediate layers named by
+      `teacher_layers` and `student_layers` instead of the models' outputs.
+    """
+
+    registry_name = "custom"
+    needs_labels = False
+    uses_features = False
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        """Returns the loss of each sample, shape (batch,)."""
+        raise NotImplementedError
+
+    def __call__(self, teacher_outputs, student_outputs, y_true=None):
+        """Returns the mean loss over the batch (a scalar tensor)."""
+        if self.needs_labels and y_true is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the true labels: call it as "
+                "loss(teacher_outputs, student_outputs, y_true)."
+            )
+        return tf.reduce_mean(
+            self.per_sample(teacher_outputs, student_outputs, y_true)
+        )
+
+    @property
+    def temperature_variables(self) -> list:
+        """Temperature variables a scheduler may assign (none by default)."""
+        temperature = getattr(self, "temperature", None)
+        return [temperature] if isinstance(temperature, tf.Variable) else []
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+@_register("soft_target")
+class SoftTargetKD(DistillationLoss):
+    """Hinton soft targets: T^2 * KL(softmax(z_t/T) || softmax(z_s/T)).
+
+    Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network",
+    2015. The temperature is a non-trainable variable, so a callback can
+    schedule it during a compiled `fit()`.
+
+    Args:
+        temperature: Positive softening temperature (the paper's T).
+
+    Example:
+        >>> loss = SoftTargetKD(temperature=3.0)
+        >>> float(loss([[2., -1., .5]], [[.1, .3, -.2]]))  # ~0.791
+    """
+
+    def __init__(self, temperature: float = 4.0):
+        temperature = validation.check_positive(temperature, "temperature")
+        self.temperature = scalar_variable(temperature, "temperature")
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return soft_target_kd(teacher_outputs, student_outputs, self.temperature)
+
+    def get_config(self):
+        return {"temperature": float(self.temperature.numpy())}
+
+
+@_register("logit_mse")
+class LogitMSE(DistillationLoss):
+    """Logit matching by squared error (Ba & Caruana, "Do Deep Nets Really
+    Need to be Deep?", 2014).
+
+    Args:
+        reduction: "mean" (default) averages the squared error over classes;
+            "sum" gives the squared L2 norm ||z_t - z_s||^2 of the seed
+            objective CE + lambda * ||z_t - z_s||^2.
+
+    Example:
+        >>> float(LogitMSE(reduction="sum")([[1., 2.]], [[0., 0.]]))
+        5.0
+    """
+
+    def __init__(self, reduction: str = "mean"):
+        self.reduction = validation.check_choice(
+            reduction, "reduction", ("mean", "sum")
+        )
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return logit_mse(teacher_outputs, student_outputs, self.reduction)
+
+    def get_config(self):
+        return {"reduction": self.reduction}
+
+
+class FeatureLoss(DistillationLoss):
+    """Base for losses on intermediate features named by layer.
+
+    The `Distiller` builds feature-extraction views of both models so that
+    each model still runs once per step, and passes lists of feature tensors
+    (one per layer pair) to `per_sample`.
+    """
+
+    uses_features = True
+
+    def __init__(self, teacher_layers, student_layers):
+        self.teacher_layers = _as_names(teacher_layers, "teacher_layer")
+        self.student_layers = _as_names(student_layers, "student_layer")
+        if len(self.teacher_layers) != len(self.student_layers):
+            raise ValueError(
+                "Invalid value for arguments `teacher_layers` and "
+                "`student_layers`: they must pair up one to one. Received "
+                f"{len(self.teacher_layers)} teacher layers and "
+                f"{len(self.student_layers)} student layers."
+            )
+
+    def make_adapters(self, teacher_shapes, student_shapes) -> list:
+        """Returns one layer (or None) per pair, mapping student to teacher.
+
+        Args:
+            teacher_shapes: Static shapes of the teacher features.
+            student_shapes: Static shapes of the student features.
+        """
+        return [None] * len(teacher_shapes)
+
+
+@_register("hint")
+class HintLoss(FeatureLoss):
+    """FitNets hint loss: squared error between a teacher feature and an
+    adapted student feature.
+
+    Romero et al., "FitNets: Hints for Thin Deep Nets", ICLR 2015. The
+    adapter (the paper's regressor) is a learned Dense layer for vector
+    features or a 1x1 convolution for feature maps, so widths may differ. It
+    trains with the student but is not part of `distiller.student`.
+
+    Args:
+        teacher_layer: Name of the teacher layer giving the hint.
+        student_layer: Name of the student layer being guided.
+        adapter: "auto" (Dense or 1x1 Conv chosen by rank), "none" (shapes
+            must already match), or a Keras layer to use as the adapter.
+
+    Example:
+        >>> HintLoss("teacher_hidden", "student_hidden")
+    """
+
+    def __init__(self, teacher_layer: str, student_layer: str, adapter="auto"):
+        super().__init__(teacher_layer, student_layer)
+        if isinstance(adapter, str):
+            validation.check_choice(adapter, "adapter", ("auto", "none"))
+        elif not isinstance(adapter, keras.layers.Layer):
+            raise TypeError(
+                "Invalid value for argument `adapter`. Expected 'auto', "
+                f"'none' or a Keras layer. Received: adapter={adapter!r}"
+            )
+        self.adapter = adapter
+
+    @property
+    def teacher_layer(self) -> str:
+        return self.teacher_layers[0]
+
+    @property
+    def student_layer(self) -> str:
+        return self.student_layers[0]
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return hint_mse(_single(teacher_outputs), _single(student_outputs))
+
+    def make_adapters(self, teacher_shapes, student_shapes):
+        teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(
+            student_shapes[0]
+        )
+        if isinstance(self.adapter, keras.layers.Layer):
+            return [self.adapter]
+        if self.adapter == "none":
+            validation.check_same_shape(
+                teacher_shape, student_shape, "hint features"
+            )
+            return [None]
+        if len(teacher_shape) != len(student_shape):
+            raise ValueError(
+                f"HintLoss cannot map the student feature of shape "
+                f"{student_shape} (layer {self.student_layer!r}) to the teacher "
+                f"feature of shape {teacher_shape} (layer "
+                f"{self.teacher_layer!r}): their ranks differ. Choose layers of "
+                "the same rank or pass your own `adapter` layer."
+            )
+        width = teacher_shape[-1]
+        if len(teacher_shape) == 2:
+            return [keras.layers.Dense(width, name=f"adapter_{self.student_layer}")]
+        if teacher_shape[1:-1] != student_shape[1:-1]:
+            raise ValueError(
+                f"HintLoss cannot map the student feature of shape "
+                f"{student_shape} to the teacher feature of shape "
+                f"{teacher_shape}: a 1x1 convolution keeps the spatial size. "
+                "Choose layers with the same spatial size or pass your own "
+                "`adapter` layer (for example with pooling or strides)."
+            )
+        conv = {3: keras.layers.Conv1D, 4: keras.layers.Conv2D, 5: keras.layers.Conv3D}
+        if len(teacher_shape) not in conv:
+            raise ValueError(
+                f"HintLoss has no automatic adapter for features of rank "
+                f"{len(teacher_shape)}; pass your own `adapter` layer."
+            )
+        return [
+            conv[len(teacher_shape)](
+                width, 1, name=f"adapter_{self.student_layer}"
+            )
+        ]
+
+    def get_config(self):
+        adapter = self.adapter
+        if isinstance(adapter, keras.layers.Layer):
+            adapter = keras.layers.serialize(adapter)
+        return {
+            "teacher_layer": self.teacher_layer,
+            "student_layer": self.student_layer,
+            "adapter": adapter,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("adapter"), dict):
+            config["adapter"] = keras.layers.deserialize(config["adapter"])
+        return cls(**config)
+
+
+@_register("dkd")
+class DecoupledKD(DistillationLoss):
+    """Decoupled knowledge distillation (Zhao et al., "Decoupled Knowledge
+    Distillation", CVPR 2022).
+
+    Splits Hinton's KL into a target-class term (TCKD) and a non-target-class
+    term (NCKD) weighted separately; both are scaled by T^2. Needs labels:
+    call it as ``loss(teacher_outputs, student_outputs, y_true)``; the
+    `Distiller` passes them.
+
+    Args:
+        alpha: Weight of TCKD (paper default 1.0).
+        beta: Weight of NCKD (paper default 8.0).
+        temperature: Softening temperature (paper default 4.0).
+    """
+
+    needs_labels = True
+
+    def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0):
+        self.alpha = validation.check_non_negative(alpha, "alpha")
+        self.beta = validation.check_non_negative(beta, "beta")
+        temperature = validation.check_positive(temperature, "temperature")
+        self.temperature = scalar_variable(temperature, "temperature")
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return decoupled_kd(
+            teacher_outputs,
+            student_outputs,
+            y_true,
+            self.alpha,
+            self.beta,
+            self.temperature,
+        )
+
+    def get_config(self):
+        return {
+            "alpha": self.alpha,
+            "beta": self.beta,
+            "temperature": float(self.temperature.numpy()),
+        }
+
+
+@_register("attention")
+class AttentionTransfer(FeatureLoss):
+    """Attention transfer between convolutional feature maps.
+
+    Zagoruyko & Komodakis, "Paying More Attention to Attention", ICLR 2017.
+    Attention maps average |feature|^p over channels, so teacher and student
+    may have different channel counts; spatial sizes must match. Summed over
+    the layer pairs.
+
+    Args:
+        teacher_layers: Teacher layer names (one or several).
+        student_layers: Student layer names, paired with `teacher_layers`.
+        beta: Weight (the paper uses 1000).
+        p: Exponent of the attention map (the paper uses 2).
+    """
+
+    def __init__(self, teacher_layers, student_layers, beta: float = 1000.0, p: float = 2.0):
+        super().__init__(teacher_layers, student_layers)
+        self.beta = validation.check_non_negative(beta, "beta")
+        self.p = validation.check_positive(p, "p")
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        teacher_outputs = _as_list(teacher_outputs)
+        student_outputs = _as_list(student_outputs)
+        return tf.add_n(
+            [
+                attention_transfer(t, s, self.beta, self.p)
+                for t, s in zip(teacher_outputs, student_outputs)
+            ]
+        )
+
+    def make_adapters(self, teacher_shapes, student_shapes):
+        for name_t, name_s, t, s in zip(
+            self.teacher_layers, self.student_layers, teacher_shapes, student_shapes
+        ):
+            if tuple(t)[1:-1] != tuple(s)[1:-1]:
+                raise ValueError(
+                    f"AttentionTransfer needs feature maps of the same spatial "
+                    f"size: teacher layer {name_t!r} has shape {tuple(t)} and "
+                    f"student layer {name_s!r} has shape {tuple(s)}. Pick layers "
+                    "at the same resolution."
+                )
+        return super().make_adapters(teacher_shapes, student_shapes)
+
+    def get_config(self):
+        return {
+            "teacher_layers": list(self.teacher_layers),
+            "student_layers": list(self.student_layers),
+            "beta": self.beta,
+            "p": self.p,
+        }
+
+
+def names() -> list[str]:
+    """Returns the registry names of the built-in losses."""
+    return sorted(_REGISTRY)
+
+
+def get(identifier, **kwargs) -> DistillationLoss:
+    """Returns a distillation loss from a registry name or an instance.
+
+    Args:
+        identifier: A `DistillationLoss`, or a registry name such as
+            "soft_target" (see `names()`).
+        **kwargs: Constructor arguments when `identifier` is a name.
+
+    Returns:
+        A `DistillationLoss`.
+
+    Example:
+        >>> get("soft_target", temperature=2.0)
+        SoftTargetKD(temperature=2.0)
+    """
+    if isinstance(identifier, DistillationLoss):
+        return identifier
+    if isinstance(identifier, str) and identifier in _REGISTRY:
+        return _REGISTRY[identifier](**kwargs)
+    raise ValueError(
+        f"Unknown distillation loss {identifier!r}. Valid names: "
+        f"{', '.join(names())}; or pass a kdistill.losses.DistillationLoss."
+    )
+
+
+def _as_names(value, argument) -> tuple:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError(
+        f"Invalid value for argument `{argument}`. Expected a layer name or a "
+        f"list of layer names. Received: {argument}={value!r}"
+    )
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _single(value):
+    return value[0] if isinstance(value, (list, tuple)) else value

@@ -1,0 +1,141 @@
+"""Offline distillation: run the teacher once, train from its cached outputs.
+
+Keras reads a third tuple element as sample weights, so cached teacher outputs
+travel inside the targets instead, as a dict::
+
+    y = {"labels": labels, "teacher_outputs": cached_outputs}
+
+`offline_targets` builds that dict; `Distiller(teacher=None, ...)` reads it.
+Sample weights still go in the usual place: ``fit(x, y, sample_weight=w)`` or
+the third element of a dataset's tuples.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdistill import outputs
+from kdistill.backend import keras, tf
+
+LABELS_KEY = "labels"
+TEACHER_OUTPUTS_KEY = "teacher_outputs"
+
+
+def offline_targets(labels, teacher_outputs) -> dict:
+    """Packs labels and cached teacher outputs into the targets `fit` takes.
+
+    Args:
+        labels: The true labels (sparse or one-hot).
+        teacher_outputs: The teacher's outputs for the same samples, from
+            `cache_teacher_outputs`.
+
+    Returns:
+        A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``.
+
+    Example:
+        >>> t = cache_teacher_outputs(teacher, x_train)
+        >>> distiller.fit(x_train, offline_targets(y_train, t), epochs=5)
+    """
+    if hasattr(labels, "__len__") and hasattr(teacher_outputs, "__len__"):
+        if len(labels) != len(teacher_outputs):
+            raise ValueError(
+                "Invalid value for argument `teacher_outputs`: it has "
+                f"{len(teacher_outputs)} rows but `labels` has {len(labels)}. "
+                "Cache the teacher outputs from the same samples, in the same "
+                "order, as the labels."
+            )
+    return {LABELS_KEY: labels, TEACHER_OUTPUTS_KEY: teacher_outputs}
+
+
+def split_targets(y, sample_weight=None):
+    """Splits a batch's targets into labels, cached outputs and weights.
+
+    Keras spreads sample weights over the structure of the targets, so with
+    offline targets they may arrive as a dict too.
+
+    Returns:
+        ``(labels, teacher_outputs or None, sample_weight)``.
+    """
+    if isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y:
+        if isinstance(sample_weight, dict):
+            sample_weight = sample_weight.get(LABELS_KEY)
+        return y[LABELS_KEY], y[TEACHER_OUTPUTS_KEY], sample_weight
+    return y, None, sample_weight
+
+
+def cache_teacher_outputs(teacher, data, batch_size: int = 256):
+    """Runs the teacher once over `data` and returns its outputs.
+
+    Args:
+        teacher: A Keras model, or a list of models (an ensemble): their
+            outputs are stacked on axis 1, shape (samples, teachers, ...).
+        data: Inputs as a numpy array (or a structure of arrays the teacher
+            takes), or a `tf.data.Dataset` of ``(x, y)`` or ``(x, y,
+            sample_weight)`` batches.
+        batch_size: Batch size for arrays (ignored for datasets).
+
+    Returns:
+        Teacher logits (a teacher ending in softmax gives log-probabilities).
+        For arrays: a float32 numpy array, to pass to
+        `offline_targets`. For a dataset: a new, in-memory dataset with the
+        same batches whose targets are already packed with `offline_targets`
+        (iterate a deterministic dataset; shuffle the result with
+        ``.unbatch().shuffle(n).batch(b)`` if needed).
+
+    Example:
+        >>> t = cache_teacher_outputs(teacher, x_train, batch_size=512)
+    """
+    teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+
+    probabilities = [outputs.returns_probabilities(m) for m in teachers]
+
+    def run(x):
+        logits = [
+            np.asarray(outputs.as_logits(m(x, training=False), p))
+            for m, p in zip(teachers, probabilities)
+        ]
+        return logits[0] if len(logits) == 1 else np.stack(logits, axis=1)
+
+    if isinstance(data, tf.data.Dataset):
+        return _cache_dataset(run, data)
+    if batch_size <= 0:
+        raise ValueError(
+            "Invalid value for argument `batch_size`. Expected a positive "
+            f"integer. Received: batch_size={batch_size}"
+        )
+    first = tf.nest.flatten(data)[0]
+    n = len(first)
+    if n == 0:
+        raise ValueError("Invalid value for argument `data`: it holds no samples.")
+    chunks = []
+    for start in range(0, n, batch_size):
+        batch = tf.nest.map_structure(lambda a: a[start : start + batch_size], data)
+        chunks.append(run(batch))
+    return np.concatenate(chunks, axis=0)
+
+
+def _cache_dataset(run, dataset):
+    xs, ys, ts, ws = [], [], [], []
+    batch_size = None
+    for element in dataset:
+        x, y, w = keras.utils.unpack_x_y_sample_weight(element)
+        batch_size = batch_size or int(tf.nest.flatten(x)[0].shape[0])
+        xs.append(x)
+        ys.append(y)
+        ts.append(run(x))
+        ws.append(w)
+    if not xs:
+        raise ValueError(
+            "Invalid value for argument `data`: the dataset is empty, so there "
+            "is nothing to cache."
+        )
+
+    def concat(parts):
+        return tf.nest.map_structure(lambda *p: np.concatenate(p, axis=0), *parts)
+
+    targets = offline_targets(concat(ys), np.concatenate(ts, axis=0))
+    if ws[0] is None:
+        elements = (concat(xs), targets)
+    else:
+        elements = (concat(xs), targets, concat(ws))
+    return tf.data.Dataset.from_tensor_slices(elements).batch(batch_size)

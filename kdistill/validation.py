@@ -1,0 +1,99 @@
+"""Argument checks shared by every kdistill module.
+
+Each check raises an error that names the argument, the value received and
+what is expected, in the form Keras uses::
+
+    Invalid value for argument `temperature`. Expected a positive number.
+    Received: temperature=0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+
+def _invalid(argument: str, expected: str, value: Any) -> str:
+    return (
+        f"Invalid value for argument `{argument}`. Expected {expected}. "
+        f"Received: {argument}={value!r}"
+    )
+
+
+def check_number(value: Any, argument: str) -> float:
+    """Returns `value` as a finite float, or raises naming `argument`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(_invalid(argument, "a number", value))
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(_invalid(argument, "a finite number", value))
+    return value
+
+
+def check_positive(value: Any, argument: str) -> float:
+    """Returns `value` as a float if it is a positive number.
+
+    Example:
+        >>> check_positive(4, "temperature")
+        4.0
+    """
+    value = check_number(value, argument)
+    if value <= 0:
+        raise ValueError(_invalid(argument, "a positive number", value))
+    return value
+
+
+def check_non_negative(value: Any, argument: str) -> float:
+    """Returns `value` as a float if it is a number >= 0."""
+    value = check_number(value, argument)
+    if value < 0:
+        raise ValueError(_invalid(argument, "a number >= 0", value))
+    return value
+
+
+def check_unit_interval(value: Any, argument: str) -> float:
+    """Returns `value` as a float if it lies in [0, 1].
+
+    Example:
+        >>> check_unit_interval(0.1, "alpha")
+        0.1
+    """
+    value = check_number(value, argument)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(_invalid(argument, "a number in [0, 1]", value))
+    return value
+
+
+def check_choice(value: Any, argument: str, choices) -> Any:
+    """Returns `value` if it is one of `choices`, else lists the valid ones."""
+    if value not in choices:
+        valid = ", ".join(repr(c) for c in choices)
+        raise ValueError(_invalid(argument, f"one of {valid}", value))
+    return value
+
+
+def check_same_shape(teacher_shape, student_shape, what: str) -> None:
+    """Raises if two static shapes differ where both are known.
+
+    Args:
+        teacher_shape: A shape (tuple or TensorShape); None entries are unknown.
+        student_shape: The other shape.
+        what: What is compared, for the message (e.g. "outputs").
+    """
+    t = tuple(teacher_shape)
+    s = tuple(student_shape)
+    compatible = len(t) == len(s) and all(
+        a is None or b is None or a == b for a, b in zip(t, s)
+    )
+    if not compatible:
+        raise ValueError(
+            f"Teacher and student {what} have different shapes: teacher "
+            f"{_fmt(t)} and student {_fmt(s)}. Distillation compares them "
+            "element by element, so give the student the same output layer "
+            "size as the teacher (the same number of classes)."
+        )
+
+
+def _fmt(shape) -> str:
+    return "(" + ", ".join("None" if d is None else str(d) for d in shape) + ")"
