@@ -449,7 +449,7 @@ def _feature_view(model, layer_names, role):
                 f"{', '.join(available)}."
             )
         features.append(model.get_layer(name).output)
-    return keras.Model(inputs, [model.outputs[0], *features], name=f"{model.name}_features")
+    return keras.Model(model.input, [model.outputs[0], *features], name=f"{model.name}_features")
 
 
 def _build_adapters(feature_losses, teacher_view, student_view) -> list:

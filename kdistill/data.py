@@ -1,0 +1,184 @@
+"""Data for kdistill's jobs: built-in, offline digits, npz files, keras.datasets.
+
+Every loader returns a `Split` with float32 inputs scaled to [0, 1] and
+integer labels. The validation split comes from the training data; the test
+split is kept for final numbers only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclasses.dataclass
+class Split:
+    """Train, validation and test arrays of one dataset.
+
+    Attributes:
+        x_train, y_train: Training inputs and sparse labels.
+        x_val, y_val: Validation inputs and labels, taken from training data.
+        x_test, y_test: Test inputs and labels.
+        name: Where the data came from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    name: str = "data"
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+
+def load(
+    dataset: str = "digits",
+    data_path: str | None = None,
+    validation_fraction: float = 0.1,
+    seed: int = 0,
+    max_train: int | None = None,
+) -> Split:
+    """Loads a dataset by name or from an npz file.
+
+    Args:
+        dataset: One of "digits" (scikit-learn, offline), "mnist",
+            "fashion_mnist", "cifar10" (downloaded by keras.datasets).
+        data_path: Path of an `.npz` file with keys x_train, y_train, x_test,
+            y_test; overrides `dataset`.
+        validation_fraction: Share of the training data held out for
+            validation.
+        seed: Seed of the validation split (and of the digits test split).
+        max_train: Keep at most this many training samples (for quick runs).
+
+    Returns:
+        A `Split`.
+
+    Example:
+        >>> split = load("digits")
+        >>> split.x_train.shape[1:]
+        (8, 8, 1)
+    """
+    if data_path:
+        x_train, y_train, x_test, y_test = _load_npz(data_path)
+        name = os.path.basename(data_path)
+    elif dataset == "digits":
+        x_train, y_train, x_test, y_test = _load_digits(seed)
+        name = "digits"
+    elif dataset in DATASETS:
+        x_train, y_train, x_test, y_test = _load_keras_dataset(dataset)
+        name = dataset
+    else:
+        raise ValueError(
+            f"Invalid value for argument `dataset`. Expected one of "
+            f"{', '.join(DATASETS)}, or pass `data_path` to an npz file. "
+            f"Received: dataset={dataset!r}"
+        )
+    if not 0.0 < validation_fraction < 1.0:
+        raise ValueError(
+            "Invalid value for argument `validation_fraction`. Expected a "
+            f"number in (0, 1). Received: validation_fraction={validation_fraction}"
+        )
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    n_val = max(1, int(round(len(x_train) * validation_fraction)))
+    val, train = order[:n_val], order[n_val:]
+    if max_train is not None:
+        train = train[:max_train]
+    return Split(
+        x_train=x_train[train],
+        y_train=y_train[train],
+        x_val=x_train[val],
+        y_val=y_train[val],
+        x_test=x_test,
+        y_test=y_test,
+        name=name,
+    )
+
+
+def _load_digits(seed):
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target.astype("int64")
+    order = np.random.default_rng(seed + 1).permutation(len(x))
+    n_test = len(x) // 5
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def _load_npz(path):
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"Invalid value for argument `data_path`: no file at {path!r}. "
+            "Pass the path of an .npz file with keys x_train, y_train, x_test, "
+            "y_test."
+        )
+    try:
+        # allow_pickle=False: a data file never executes code.
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in NPZ_KEYS if k not in data.files]
+            if missing:
+                raise ValueError(
+                    f"Invalid value for argument `data_path`: {path!r} lacks "
+                    f"the keys {missing} (it has {sorted(data.files)}). kdistill "
+                    "expects x_train, y_train, x_test, y_test as in "
+                    "keras.datasets.mnist.load_data()."
+                )
+            arrays = [data[k] for k in NPZ_KEYS]
+    except (OSError, EOFError, ValueError) as error:
+        if "lacks the keys" in str(error):
+            raise
+        raise ValueError(
+            f"Invalid value for argument `data_path`: {path!r} is not a "
+            f"readable .npz file ({error}). Save one with numpy.savez."
+        ) from error
+    x_train, y_train, x_test, y_test = arrays
+    for xs, ys, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if len(xs) != len(ys):
+            raise ValueError(
+                f"Invalid data in {path!r}: x_{part} has {len(xs)} samples but "
+                f"y_{part} has {len(ys)}. Inputs and labels must pair up."
+            )
+    return _images(x_train), _labels(y_train), _images(x_test), _labels(y_test)
+
+
+def _load_keras_dataset(name):
+    from kdistill.backend import keras
+
+    loader = getattr(keras.datasets, name)
+    try:
+        (x_train, y_train), (x_test, y_test) = loader.load_data()
+    except Exception as error:  # noqa: BLE001 - any download failure
+        raise RuntimeError(
+            f"Could not load the {name!r} dataset through keras.datasets "
+            f"({type(error).__name__}: {error}). It is downloaded on first "
+            "use; offline, save it as an .npz file with keys x_train, y_train, "
+            "x_test, y_test and pass --data_path, or use --dataset digits."
+        ) from error
+    return _images(x_train), _labels(y_train), _images(x_test), _labels(y_test)
+
+
+def _images(x):
+    x = np.asarray(x)
+    scale = 255.0 if x.dtype == np.uint8 or x.max() > 1.0 else 1.0
+    x = (x / scale).astype("float32")
+    if x.ndim == 3:  # (N, H, W) grey images get a channel axis
+        x = x[..., None]
+    return x
+
+
+def _labels(y):
+    return np.asarray(y).reshape(-1).astype("int64")

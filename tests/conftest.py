@@ -1,0 +1,48 @@
+"""Shared fixtures: tiny models and scikit-learn's digits, fixed seeds."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from kdistill import data, models, training  # noqa: E402
+from kdistill.backend import keras  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    keras.utils.set_random_seed(1234)
+    yield
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The digits split used by training tests (offline, ~1.8k samples)."""
+    return data.load("digits", seed=0)
+
+
+@pytest.fixture(scope="session")
+def digits_teacher(digits):
+    """A teacher trained once per session on digits (~98% test accuracy)."""
+    keras.utils.set_random_seed(0)
+    teacher = models.mlp(digits.input_shape, 10, (512, 512), dropout=0.3, name="teacher")
+    return training.fit_supervised(teacher, digits, training.FitSettings(epochs=40, seed=0))
+
+
+def tiny_mlp(units=8, classes=3, inputs=4, name="mlp", softmax=False, batch_norm=False):
+    """A functional MLP with named layers: f"{name}_hidden", f"{name}_out"."""
+    x_in = keras.Input((inputs,))
+    h = keras.layers.Dense(units, activation="relu", name=f"{name}_hidden")(x_in)
+    if batch_norm:
+        h = keras.layers.BatchNormalization(momentum=0.5, name=f"{name}_bn")(h)
+    out = keras.layers.Dense(classes, activation="softmax" if softmax else None, name=f"{name}_out")(h)
+    return keras.Model(x_in, out, name=name)
+
+
+def toy_data(n=64, inputs=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    y = rng.integers(0, classes, size=(n,)).astype("int64")
+    return x, y

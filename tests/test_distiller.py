@@ -1,0 +1,368 @@
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import tiny_mlp, toy_data
+
+from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets, training
+from kdistill.backend import keras, tf
+from kdistill.losses import HintLoss, LogitMSE, SoftTargetKD
+
+
+def sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def frozen_sgd():
+    # lr=0 keeps the weights fixed, so logged values can be checked by hand.
+    return keras.optimizers.SGD(learning_rate=0.0)
+
+
+def make(teacher=None, student=None, **kwargs):
+    teacher = teacher or tiny_mlp(name="teacher", units=16)
+    student = student or tiny_mlp(name="student", units=4)
+    return Distiller(teacher=teacher, student=student, **kwargs)
+
+
+# -- learning ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_distilled_student_learns_digits_and_agrees_with_teacher_more(digits, digits_teacher):
+    settings = training.FitSettings(epochs=40, seed=0)
+    shape = digits.input_shape
+    alone = training.fit_supervised(models.student_for(shape, 10, 16), digits, settings)
+    distiller = training.fit_distilled(
+        digits_teacher, models.student_for(shape, 10, 16), digits, settings,
+        distillation_loss=SoftTargetKD(4.0), alpha=0.1,
+    )
+    teacher_logits = training.predict_logits(digits_teacher, digits.x_test)
+    alone_logits = training.predict_logits(alone, digits.x_test)
+    distilled_logits = training.predict_logits(distiller.student, digits.x_test)
+    assert training.accuracy(teacher_logits, digits.y_test) >= 0.96
+    assert training.accuracy(distilled_logits, digits.y_test) >= 0.93
+    assert training.agreement(distilled_logits, teacher_logits) > training.agreement(
+        alone_logits, teacher_logits
+    )
+
+
+def test_logs_carry_component_losses_for_training_and_validation():
+    x, y = toy_data()
+    distiller = make()
+    distiller.compile(optimizer="adam", loss=sparse_ce(), metrics=["accuracy"])
+    history = distiller.fit(x, y, epochs=3, validation_data=(x, y), verbose=0).history
+    for key in ("loss", "student_loss", "distillation_loss", "accuracy"):
+        assert key in history and f"val_{key}" in history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_several_losses_log_one_term_each():
+    x, y = toy_data()
+    distiller = make(distillation_loss=[SoftTargetKD(2.0), LogitMSE()], distillation_loss_weights=[1.0, 0.5])
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    assert logs["distillation_loss"] == pytest.approx(
+        logs["soft_target_loss"] + 0.5 * logs["logit_mse_loss"], rel=1e-5
+    )
+
+
+# -- the objective -------------------------------------------------------------
+
+
+def test_loss_is_alpha_weighted_and_sample_weighted():
+    x, y = toy_data()
+    w = np.linspace(0.0, 2.0, len(x)).astype("float32")
+    distiller = make(distillation_loss=SoftTargetKD(3.0), alpha=0.3)
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    logs = distiller.evaluate(x, y, sample_weight=w, batch_size=64, verbose=0, return_dict=True)
+    t, s = distiller.teacher(x), distiller.student(x)
+    hard = keras.losses.sparse_categorical_crossentropy(y, s, from_logits=True).numpy()
+    soft = SoftTargetKD(3.0).per_sample(t, s).numpy()
+    assert logs["loss"] == pytest.approx(np.mean(w * (0.3 * hard + 0.7 * soft)), rel=1e-5)
+    assert logs["student_loss"] == pytest.approx(np.mean(w * hard), rel=1e-5)
+    assert logs["distillation_loss"] == pytest.approx(np.mean(w * soft), rel=1e-5)
+
+
+def test_seed_objective_ce_plus_lambda_squared_logit_distance_is_expressible():
+    # CE + lam * ||z_t - z_s||^2 == (1 + lam) * loss with alpha = 1 / (1 + lam).
+    lam = 0.25
+    x, y = toy_data()
+    distiller = make(distillation_loss=LogitMSE(reduction="sum"), alpha=1.0 / (1.0 + lam))
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    t, s = distiller.teacher(x).numpy(), distiller.student(x).numpy()
+    ce = keras.losses.sparse_categorical_crossentropy(y, s, from_logits=True).numpy()
+    seed = np.mean(ce + lam * np.sum((t - s) ** 2, axis=-1))
+    assert (1 + lam) * logs["loss"] == pytest.approx(seed, rel=1e-5)
+
+
+def test_one_hot_labels_with_categorical_loss():
+    x, y = toy_data()
+    distiller = make()
+    distiller.compile(optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True))
+    history = distiller.fit(x, np.eye(3)[y], epochs=3, verbose=0).history
+    assert history["student_loss"][-1] < history["student_loss"][0]
+
+
+def test_tf_data_with_sample_weights_trains():
+    x, y = toy_data()
+    ds = tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(x), "float32"))).batch(16)
+    distiller = make()
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    history = distiller.fit(ds, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+class SubclassedStudent(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+
+@pytest.mark.parametrize("kind", ["sequential", "subclassed"])
+def test_sequential_and_subclassed_models_train(kind):
+    x, y = toy_data()
+    if kind == "sequential":
+        student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+        teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    else:
+        student, teacher = SubclassedStudent(), SubclassedStudent()
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+# -- variables a callback can change -----------------------------------------------
+
+
+class SetAt(keras.callbacks.Callback):
+    def __init__(self, variable, epoch, value):
+        super().__init__()
+        self.variable, self.epoch, self.value = variable, epoch, value
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.variable.assign(self.value)
+
+
+def test_alpha_assigned_by_a_callback_changes_the_compiled_step():
+    x, y = toy_data()
+    distiller = make(alpha=0.1)
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(distiller.alpha, 1, 1.0)]).history
+    assert history["loss"][0] != pytest.approx(history["student_loss"][0])
+    assert history["loss"][1] == pytest.approx(history["student_loss"][1], rel=1e-6)
+
+
+def test_temperature_assigned_by_a_callback_changes_the_compiled_step():
+    x, y = toy_data()
+    loss = SoftTargetKD(4.0)
+    distiller = make(distillation_loss=loss)
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(loss.temperature, 1, 1.0)]).history
+    t, s = distiller.teacher(x), distiller.student(x)
+    assert history["distillation_loss"][0] == pytest.approx(float(SoftTargetKD(4.0)(t, s)), rel=1e-5)
+    assert history["distillation_loss"][1] == pytest.approx(float(SoftTargetKD(1.0)(t, s)), rel=1e-5)
+
+
+# -- teacher handling ----------------------------------------------------------
+
+
+def test_teacher_is_frozen_and_unchanged_by_training():
+    x, y = toy_data()
+    distiller = make()
+    before = [w.copy() for w in distiller.teacher.get_weights()]
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    distiller.fit(x, y, epochs=2, verbose=0)
+    assert not distiller.teacher.trainable
+    for a, b in zip(before, distiller.teacher.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_each_model_runs_once_per_step_even_with_hints():
+    x, y = toy_data(n=32)
+    teacher = tiny_mlp(name="teacher", units=6, batch_norm=True)
+    student = tiny_mlp(name="student", units=5, batch_norm=True)
+    distiller = Distiller(teacher, student, distillation_loss=[SoftTargetKD(), HintLoss("teacher_bn", "student_bn")])
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    hidden = keras.Model(student.input, student.get_layer("student_hidden").output)
+    batch_mean = np.mean(hidden(x).numpy(), axis=0)
+    teacher_bn_before = teacher.get_layer("teacher_bn").moving_mean.numpy().copy()
+    distiller.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    moving = student.get_layer("student_bn").moving_mean.numpy()
+    # momentum 0.5 from zero: one update gives 0.5 * mean, two would give 0.75 * mean.
+    np.testing.assert_allclose(moving, 0.5 * batch_mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(teacher.get_layer("teacher_bn").moving_mean.numpy(), teacher_bn_before)
+
+
+def test_hint_adapter_trains_but_stays_out_of_the_student():
+    x, y = toy_data()
+    student = tiny_mlp(name="student", units=4)
+    params = student.count_params()
+    distiller = make(student=student, distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")])
+    assert len(distiller.adapters) == 1
+    trainable = {id(v) for v in distiller.trainable_variables}
+    assert all(id(v) in trainable for v in distiller.adapters[0].trainable_variables)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=10, verbose=0).history
+    assert history["hint_loss"][-1] < history["hint_loss"][0]
+    assert distiller.student.count_params() == params
+
+
+def test_softmax_teacher_is_distilled_from_log_probabilities():
+    x, y = toy_data()
+    logits_teacher = tiny_mlp(name="teacher", units=16)
+    softmax_teacher = tiny_mlp(name="teacher_sm", units=16, softmax=True)
+    softmax_teacher.set_weights(logits_teacher.get_weights())
+    student = tiny_mlp(name="student", units=4)
+    values = []
+    for teacher in (logits_teacher, softmax_teacher):
+        distiller = Distiller(teacher, student, distillation_loss=SoftTargetKD(3.0))
+        distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+        values.append(distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["distillation_loss"])
+    assert values[1] == pytest.approx(values[0], rel=1e-4)
+
+
+# -- offline distillation ---------------------------------------------------------
+
+
+def test_offline_training_matches_online_losses_and_keeps_sample_weights():
+    x, y = toy_data()
+    w = np.linspace(0.5, 1.5, len(x)).astype("float32")
+    teacher = tiny_mlp(name="teacher", units=16, softmax=True)
+    student = tiny_mlp(name="student", units=4)
+    online = Distiller(teacher, student, alpha=0.4)
+    online.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    expected = online.evaluate(x, y, sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    cached = cache_teacher_outputs(teacher, x, batch_size=10)
+    offline = Distiller(None, student, alpha=0.4)
+    offline.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    got = offline.evaluate(x, offline_targets(y, cached), sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    for key in ("loss", "student_loss", "distillation_loss"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5)
+    offline.compile(optimizer="adam", loss=sparse_ce())
+    history = offline.fit(x, offline_targets(y, cached), sample_weight=w, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_offline_dataset_cache_keeps_batches_and_weights():
+    x, y = toy_data()
+    ds = tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(x), "float32"))).batch(16)
+    teacher = tiny_mlp(name="teacher", units=16)
+    cached = cache_teacher_outputs(teacher, ds)
+    first = next(iter(cached))
+    assert len(first) == 3 and first[0].shape[0] == 16
+    np.testing.assert_allclose(first[1]["teacher_outputs"], teacher(x[:16]).numpy(), rtol=1e-5, atol=1e-6)
+    distiller = Distiller(None, tiny_mlp(name="student", units=4))
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    history = distiller.fit(cached, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_offline_distiller_without_cached_outputs_says_what_to_pass():
+    x, y = toy_data()
+    distiller = Distiller(None, tiny_mlp(name="student"))
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    with pytest.raises(ValueError, match="offline_targets"):
+        distiller.fit(x, y, epochs=1, verbose=0)
+
+
+# -- saving ------------------------------------------------------------------------
+
+
+def test_save_and_load_round_trip_the_whole_configuration(tmp_path):
+    x, y = toy_data()
+    distiller = make(distillation_loss=[SoftTargetKD(2.5), HintLoss("teacher_hidden", "student_hidden")], alpha=0.25,
+                     distillation_loss_weights=[1.0, 0.3])
+    distiller.compile(optimizer="adam", loss=sparse_ce(), metrics=["accuracy"])
+    distiller.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "run.keras")
+    distiller.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored, Distiller)
+    assert restored.get_config()["distillation_loss_weights"] == [1.0, 0.3]
+    assert float(restored.alpha.numpy()) == pytest.approx(0.25)
+    assert float(restored.distillation_losses[0].temperature.numpy()) == pytest.approx(2.5)
+    np.testing.assert_allclose(restored.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6)
+    np.testing.assert_allclose(restored.adapters[0].get_weights()[0], distiller.adapters[0].get_weights()[0])
+    restored.fit(x, y, epochs=1, verbose=0)  # compiled again from the saved compile config
+
+
+def test_student_saves_alone_and_loads_without_kdistill(tmp_path):
+    x, y = toy_data()
+    distiller = make(distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")])
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    distiller.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "student.keras")
+    distiller.student.save(path)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", distiller.student.predict(x, verbose=0))
+    package = "tf_keras" if backend.LEGACY_KERAS else "keras"
+    code = (
+        f"import sys, numpy as np, {package} as k\n"
+        f"m = k.models.load_model({path!r})\n"
+        f"np.testing.assert_allclose(m.predict(np.load({str(tmp_path / 'x.npy')!r}), verbose=0),"
+        f" np.load({str(tmp_path / 'expected.npy')!r}), atol=1e-6)\n"
+        "assert not any(n.startswith('kdistill') for n in sys.modules)\n"
+        "assert not any('adapter' in l.name for l in m.layers)\n"
+        "print('ok')\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+# -- bad arguments -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.5])
+def test_alpha_outside_unit_interval_is_rejected(alpha):
+    with pytest.raises(ValueError, match=r"argument `alpha`. Expected a number in \[0, 1\]"):
+        make(alpha=alpha)
+
+
+def test_output_shapes_that_differ_are_rejected():
+    with pytest.raises(ValueError, match=r"teacher \(None, 3\) and student \(None, 5\)"):
+        make(student=tiny_mlp(name="student", classes=5))
+
+
+def test_input_shapes_that_differ_are_rejected():
+    with pytest.raises(ValueError, match="inputs of different shapes"):
+        make(student=tiny_mlp(name="student", inputs=6))
+
+
+def test_missing_hint_layer_lists_the_layer_names():
+    with pytest.raises(ValueError, match="no layer named 'nope'. Its layers are: .*student_hidden, student_out"):
+        make(distillation_loss=HintLoss("teacher_hidden", "nope"))
+
+
+def test_student_that_is_the_teacher_is_rejected():
+    model = tiny_mlp()
+    with pytest.raises(ValueError, match="same object as `teacher`"):
+        Distiller(model, model)
+
+
+def test_student_sharing_layers_with_teacher_is_rejected():
+    teacher = tiny_mlp(name="teacher")
+    student = keras.Sequential([keras.Input((4,)), teacher.get_layer("teacher_hidden"), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="shares layers with `teacher`"):
+        Distiller(teacher, student)
+
+
+def test_compile_without_hard_loss_explains_alpha():
+    distiller = make(alpha=0.5)
+    with pytest.raises(ValueError, match="argument `loss`.*alpha=0.5"):
+        distiller.compile(optimizer="adam")
+
+
+def test_non_model_student_is_rejected():
+    with pytest.raises(TypeError, match="argument `student`"):
+        Distiller(tiny_mlp(), "student.keras")

@@ -1,0 +1,147 @@
+import numpy as np
+import pytest
+
+from kdistill import losses
+from kdistill.backend import keras, tf
+
+TEACHER = np.array([[2.0, -1.0, 0.5]], dtype="float32")
+STUDENT = np.array([[0.1, 0.3, -0.2]], dtype="float32")
+
+
+def softmax(z):
+    z = np.asarray(z, dtype="float64")
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def kl(p, q):
+    return np.sum(p * (np.log(p) - np.log(q)), axis=-1)
+
+
+def test_soft_targets_match_closed_form():
+    value = float(losses.SoftTargetKD(temperature=3.0)(TEACHER, STUDENT))
+    expected = 9.0 * kl(softmax(TEACHER / 3.0), softmax(STUDENT / 3.0))[0]
+    assert value == pytest.approx(expected, rel=1e-5)
+    assert value == pytest.approx(0.791, abs=5e-4)  # the reference value
+
+
+def test_soft_targets_match_hinton_gradient_scale():
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(size=(5, 4)).astype("float32") * 3
+    student = tf.Variable(rng.normal(size=(5, 4)).astype("float32"))
+    t = 2.5
+    with tf.GradientTape() as tape:
+        value = losses.SoftTargetKD(t)(teacher, student)
+    gradient = tape.gradient(value, student).numpy()
+    expected = t * (softmax(student.numpy() / t) - softmax(teacher / t)) / 5
+    np.testing.assert_allclose(gradient, expected, atol=1e-6)
+
+
+def test_soft_targets_stay_finite_for_huge_logits():
+    teacher = np.array([[1e4, -1e4, 0.0]], dtype="float32")
+    student = np.array([[-1e4, 1e4, 0.0]], dtype="float32")
+    value = float(losses.SoftTargetKD(1.0)(teacher, student))
+    # p_t is one-hot on class 0, log p_s(0) = -2e4: KL = 2e4.
+    assert np.isfinite(value)
+    assert value == pytest.approx(2e4, rel=1e-5)
+
+
+def test_soft_targets_are_zero_when_student_equals_teacher():
+    assert float(losses.SoftTargetKD(2.0)(TEACHER, TEACHER)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_logit_mse_mean_and_sum_reductions():
+    t = np.array([[1.0, 2.0, 3.0]], dtype="float32")
+    s = np.array([[0.0, 0.0, 0.0]], dtype="float32")
+    assert float(losses.LogitMSE()(t, s)) == pytest.approx(14.0 / 3.0)
+    assert float(losses.LogitMSE(reduction="sum")(t, s)) == pytest.approx(14.0)
+
+
+def test_hint_mse_averages_over_feature_axes():
+    t = np.ones((2, 4, 4, 3), dtype="float32")
+    s = np.zeros((2, 4, 4, 3), dtype="float32")
+    per_sample = losses.hint_mse(t, s).numpy()
+    np.testing.assert_allclose(per_sample, [1.0, 1.0])
+
+
+def test_decoupled_kd_matches_hand_computation():
+    t, s, label, temp, a, b = TEACHER[0], STUDENT[0], 0, 2.0, 1.0, 8.0
+    pt, ps = softmax(t / temp), softmax(s / temp)
+    bt = np.array([pt[label], 1 - pt[label]])
+    bs = np.array([ps[label], 1 - ps[label]])
+    tckd = kl(bt, bs)
+    mask = np.arange(3) != label
+    nckd = kl(softmax(t[mask] / temp), softmax(s[mask] / temp))
+    expected = temp**2 * (a * tckd + b * nckd)
+    loss = losses.DecoupledKD(alpha=a, beta=b, temperature=temp)
+    assert float(loss(TEACHER, STUDENT, np.array([label]))) == pytest.approx(expected, rel=1e-5)
+    one_hot = np.eye(3, dtype="float32")[[label]]
+    assert float(loss(TEACHER, STUDENT, one_hot)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_decoupled_kd_without_labels_says_how_to_call_it():
+    with pytest.raises(ValueError, match="needs the true labels"):
+        losses.DecoupledKD()(TEACHER, STUDENT)
+
+
+def test_attention_transfer_matches_closed_form():
+    rng = np.random.default_rng(1)
+    ft = rng.normal(size=(2, 3, 3, 5)).astype("float32")
+    fs = rng.normal(size=(2, 3, 3, 2)).astype("float32")
+
+    def attention(f):
+        a = (f**2).mean(axis=-1).reshape(2, -1)
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    expected = 1000.0 / 2 * ((attention(ft) - attention(fs)) ** 2).mean(axis=-1)
+    got = losses.AttentionTransfer("t", "s").per_sample([ft], [fs]).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        losses.SoftTargetKD(2.5),
+        losses.LogitMSE("sum"),
+        losses.HintLoss("a", "b", adapter="none"),
+        losses.DecoupledKD(0.5, 4.0, 3.0),
+        losses.AttentionTransfer(["a1", "a2"], ["b1", "b2"], beta=10.0),
+    ],
+    ids=lambda l: type(l).__name__,
+)
+def test_losses_round_trip_through_keras_serialization(loss):
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss)
+    assert restored.get_config() == loss.get_config()
+
+
+def test_registry_builds_losses_by_name():
+    loss = losses.get("soft_target", temperature=2.0)
+    assert isinstance(loss, losses.SoftTargetKD)
+    assert float(loss.temperature.numpy()) == 2.0
+    assert set(losses.names()) >= {"soft_target", "logit_mse", "hint", "dkd", "attention"}
+
+
+def test_unknown_loss_name_lists_valid_names():
+    with pytest.raises(ValueError, match="Unknown distillation loss 'kl'. Valid names: attention, dkd"):
+        losses.get("kl")
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan")])
+def test_temperature_must_be_positive(bad):
+    with pytest.raises(ValueError, match="argument `temperature`"):
+        losses.SoftTargetKD(temperature=bad)
+
+
+def test_temperature_must_be_a_number():
+    with pytest.raises(TypeError, match="Expected a number. Received: temperature='hot'"):
+        losses.SoftTargetKD(temperature="hot")
+
+
+def test_temperature_is_a_variable_a_callback_can_assign():
+    loss = losses.SoftTargetKD(3.0)
+    before = float(loss(TEACHER, STUDENT))
+    loss.temperature.assign(1.0)
+    after = float(loss(TEACHER, STUDENT))
+    assert after == pytest.approx(kl(softmax(TEACHER), softmax(STUDENT))[0], rel=1e-5)
+    assert before != pytest.approx(after)
