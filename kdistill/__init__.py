@@ -1,10 +1,8 @@
 """kdistill: knowledge distillation and model compression for Keras."""
 
-from kdistill import backend
-from kdistill import losses
+from kdistill import backend, losses
 from kdistill.distiller import Distiller
-from kdistill.offline import cache_teacher_outputs
-from kdistill.offline import offline_targets
+from kdistill.offline import cache_teacher_outputs, offline_targets
 
 __version__ = "0.1.0"
 

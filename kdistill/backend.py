@@ -75,13 +75,10 @@ def check_model(model, argument: str) -> None:
     if isinstance(model, keras.Model):
         return
     module = type(model).__module__ or ""
-    if module.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(
-        model, "layers"
-    ):
+    if module.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(model, "layers"):
         raise TypeError(
             f"Invalid value for argument `{argument}`: it is a model of the "
-            f"other Keras ({type(model).__module__}.{type(model).__name__}). "
-            + _OTHER_SWITCH
+            f"other Keras ({type(model).__module__}.{type(model).__name__}). " + _OTHER_SWITCH
         )
     raise TypeError(
         f"Invalid value for argument `{argument}`. Expected a "

@@ -22,9 +22,15 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("dataset", "digits", ["digits", "mnist", "fashion_mnist", "cifar10"],
-                  "Built-in dataset; digits ships with scikit-learn and needs no download.")
-flags.DEFINE_string("data_path", None, "An .npz file with x_train, y_train, x_test, y_test; overrides --dataset.")
+flags.DEFINE_enum(
+    "dataset",
+    "digits",
+    ["digits", "mnist", "fashion_mnist", "cifar10"],
+    "Built-in dataset; digits ships with scikit-learn and needs no download.",
+)
+flags.DEFINE_string(
+    "data_path", None, "An .npz file with x_train, y_train, x_test, y_test; overrides --dataset."
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("epochs", 30, "Training epochs for each model.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
@@ -39,22 +45,42 @@ def _distill(argv) -> int:
     from kdistill.losses import SoftTargetKD
 
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, max_train=FLAGS.max_train)
-    settings = training.FitSettings(epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed)
-    print(f"Data: {split.name}, {len(split.x_train)} train / {len(split.x_val)} val / "
-          f"{len(split.x_test)} test samples, input {split.input_shape}")
-    teacher = training.fit_supervised(models.teacher_for(split.input_shape, split.num_classes), split, settings)
+    settings = training.FitSettings(
+        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed
+    )
+    print(
+        f"Data: {split.name}, {len(split.x_train)} train / {len(split.x_val)} val / "
+        f"{len(split.x_test)} test samples, input {split.input_shape}"
+    )
+    teacher = training.fit_supervised(
+        models.teacher_for(split.input_shape, split.num_classes), split, settings
+    )
     alone = training.fit_supervised(
-        models.student_for(split.input_shape, split.num_classes, FLAGS.student_width), split, settings)
+        models.student_for(split.input_shape, split.num_classes, FLAGS.student_width),
+        split,
+        settings,
+    )
     distiller = training.fit_distilled(
-        teacher, models.student_for(split.input_shape, split.num_classes, FLAGS.student_width), split, settings,
-        distillation_loss=SoftTargetKD(FLAGS.temperature), alpha=FLAGS.alpha)
+        teacher,
+        models.student_for(split.input_shape, split.num_classes, FLAGS.student_width),
+        split,
+        settings,
+        distillation_loss=SoftTargetKD(FLAGS.temperature),
+        alpha=FLAGS.alpha,
+    )
     teacher_logits = training.predict_logits(teacher, split.x_test)
-    rows = [("teacher", teacher), ("student alone", alone), ("student distilled", distiller.student)]
+    rows = [
+        ("teacher", teacher),
+        ("student alone", alone),
+        ("student distilled", distiller.student),
+    ]
     print(f"\n{'model':<20}{'params':>10}{'test accuracy':>16}{'teacher agreement':>20}")
     for name, model in rows:
         logits = training.predict_logits(model, split.x_test)
-        print(f"{name:<20}{model.count_params():>10}{training.accuracy(logits, split.y_test):>16.4f}"
-              f"{training.agreement(logits, teacher_logits):>20.4f}")
+        print(
+            f"{name:<20}{model.count_params():>10}{training.accuracy(logits, split.y_test):>16.4f}"
+            f"{training.agreement(logits, teacher_logits):>20.4f}"
+        )
     return 0
 
 
@@ -64,7 +90,9 @@ COMMANDS = {"distill": _distill}
 def main(argv) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "(none)"
-        raise app.UsageError(f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}.")
+        raise app.UsageError(
+            f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}."
+        )
     return COMMANDS[argv[1]](argv[2:])
 
 

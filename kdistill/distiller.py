@@ -26,8 +26,10 @@ class Distiller(keras.Model):
     step even when feature losses read intermediate layers.
 
     Args:
-        teacher: A Keras model, or None to train from cached teacher outputs
-            (see `kdistill.offline`). It is set to `trainable=False`.
+        teacher: A Keras model; a list of models (an ensemble, whose
+            averaged knowledge is distilled); or None to train from cached
+            teacher outputs (see `kdistill.offline`). Teachers are set to
+            `trainable=False`.
         student: The Keras model to train.
         distillation_loss: A `kdistill.losses.DistillationLoss`, a registry
             name ("soft_target", "logit_mse", ...), or a list of them.
@@ -36,7 +38,9 @@ class Distiller(keras.Model):
             losses get `1 - alpha`. Stored in a variable, so callbacks may
             change it during `fit`.
         distillation_loss_weights: Optional weights `w_i`, one per
-            distillation loss (default 1.0 each).
+            distillation loss (default 1.0 each). Stored in variables.
+        teacher_weights: For an ensemble, one weight per teacher (default
+            equal); they are normalised to sum to 1.
         name: Model name.
 
     Example:
@@ -56,44 +60,51 @@ class Distiller(keras.Model):
         distillation_loss=None,
         alpha: float = 0.1,
         distillation_loss_weights=None,
+        teacher_weights=None,
         name: str = "distiller",
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
         backend.check_model(student, "student")
-        if teacher is not None:
-            backend.check_model(teacher, "teacher")
-            _check_separate_models(teacher, student)
-            _check_input_shapes(teacher, student)
-            _check_output_shapes(teacher, student)
+        teachers = _as_teacher_list(teacher)
+        for i, model in enumerate(teachers):
+            argument = "teacher" if len(teachers) == 1 else f"teacher[{i}]"
+            backend.check_model(model, argument)
+            _check_separate_models(model, student)
+            _check_input_shapes(model, student)
+            _check_output_shapes(model, student)
+            model.trainable = False
         self.teacher = teacher
         self.student = student
-        if teacher is not None:
-            teacher.trainable = False
+        self.teacher_weights = _teacher_weights(teacher_weights, len(teachers))
 
         self.distillation_losses = _as_loss_list(distillation_loss)
-        self.distillation_loss_weights = _loss_weights(
-            distillation_loss_weights, len(self.distillation_losses)
-        )
+        self.distillation_loss_weights = [
+            backend.scalar_variable(w, f"distillation_loss_weight_{i}")
+            for i, w in enumerate(
+                _loss_weights(distillation_loss_weights, len(self.distillation_losses))
+            )
+        ]
         self.alpha = backend.scalar_variable(
             validation.check_unit_interval(alpha, "alpha"), "alpha"
         )
 
         feature_losses = [l for l in self.distillation_losses if l.uses_features]
-        if feature_losses and teacher is None:
+        if feature_losses and len(teachers) != 1:
             raise ValueError(
-                "Feature losses (" + ", ".join(type(l).__name__ for l in feature_losses)
-                + ") read the teacher's intermediate layers, so they need "
-                "`teacher`: pass the teacher model instead of teacher=None."
+                "Feature losses ("
+                + ", ".join(type(l).__name__ for l in feature_losses)
+                + ") read one teacher's intermediate layers, so they need a "
+                "single `teacher` model"
+                + (" instead of teacher=None." if not teachers else ", not an ensemble.")
             )
+        teacher = teachers[0] if len(teachers) == 1 else None
         teacher_layers = [n for l in feature_losses for n in l.teacher_layers]
         student_layers = [n for l in feature_losses for n in l.student_layers]
         self._teacher_view = _feature_view(teacher, teacher_layers, "teacher")
         self._student_view = _feature_view(student, student_layers, "student")
-        self.adapters = _build_adapters(
-            feature_losses, self._teacher_view, self._student_view
-        )
-        self._teacher_returns_probabilities = outputs.returns_probabilities(teacher)
+        self.adapters = _build_adapters(feature_losses, self._teacher_view, self._student_view)
+        self._teachers_return_probabilities = [outputs.returns_probabilities(t) for t in teachers]
         self._student_returns_probabilities = outputs.returns_probabilities(student)
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
@@ -104,11 +115,35 @@ class Distiller(keras.Model):
             if len(self.distillation_losses) > 1
             else []
         )
+        # Filled only while a TeacherAgreement callback asks for them.
+        self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
+        self.teacher_kl_tracker = keras.metrics.Mean(name="teacher_kl")
+        self._track_teacher_agreement = False
         self._student_loss = None
         # Both models are built (or build on first call); nothing to create.
         self.built = bool(getattr(student, "built", False))
 
     # -- configuration -----------------------------------------------------
+
+    @property
+    def teachers(self) -> list:
+        """The teacher models as a list (empty for offline distillation)."""
+        return _as_teacher_list(self.teacher)
+
+    def track_teacher_agreement(self, enabled: bool = True) -> None:
+        """Adds `teacher_agreement` and `teacher_kl` to the logs.
+
+        `teacher_agreement` is the top-1 match rate between student and
+        teacher (the ensemble's averaged distribution for several teachers)
+        and `teacher_kl` the mean KL(teacher || student) at temperature 1.
+        The `TeacherAgreement` callback calls this when training begins.
+        Train and test functions are rebuilt so the change takes effect.
+        """
+        if self._track_teacher_agreement == enabled:
+            return
+        self._track_teacher_agreement = enabled
+        self.train_function = None
+        self.test_function = None
 
     @property
     def temperatures(self) -> list:
@@ -146,8 +181,15 @@ class Distiller(keras.Model):
             self.distillation_loss_tracker,
             *self.term_trackers,
         ]
+        agreement = [self.teacher_agreement_tracker, self.teacher_kl_tracker]
+        if self._track_teacher_agreement:
+            own += agreement
         # Keras 3 adds its own "loss" tracker, which this step does not feed.
-        rest = [m for m in super().metrics if m.name != "loss" and not _contains(own, m)]
+        rest = [
+            m
+            for m in super().metrics
+            if m.name != "loss" and not _contains(own, m) and not _contains(agreement, m)
+        ]
         return own + rest
 
     # -- forward passes ----------------------------------------------------
@@ -160,8 +202,17 @@ class Distiller(keras.Model):
         return values[0], values[1:]
 
     def _run_teacher(self, x):
-        values = [tf.stop_gradient(v) for v in _as_list(self._teacher_view(x, training=False))]
-        return outputs.as_logits(values[0], self._teacher_returns_probabilities), values[1:]
+        """Returns (teacher logits, teacher features); an ensemble's logits
+        are stacked on axis 1: (batch, teachers, classes)."""
+        teachers = self.teachers
+        if len(teachers) == 1:
+            values = [tf.stop_gradient(v) for v in _as_list(self._teacher_view(x, training=False))]
+            return outputs.as_logits(values[0], self._teachers_return_probabilities[0]), values[1:]
+        logits = [
+            outputs.as_logits(tf.stop_gradient(t(x, training=False)), p)
+            for t, p in zip(teachers, self._teachers_return_probabilities)
+        ]
+        return tf.stack(logits, axis=1), []
 
     # -- objective ---------------------------------------------------------
 
@@ -179,7 +230,23 @@ class Distiller(keras.Model):
     def _distillation_terms(self, y, teacher_out, teacher_feats, student_out, student_feats):
         teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
         student_logits = outputs.as_logits(student_out, self._student_returns_probabilities)
-        validation.check_same_shape(teacher_logits.shape, student_logits.shape, "outputs")
+        ensemble = teacher_logits.shape.rank == student_logits.shape.rank + 1
+        shape = teacher_logits.shape
+        if ensemble:
+            shape = shape[:1] + shape[2:]
+            weights = list(self.teacher_weights) or _teacher_weights(None, teacher_logits.shape[1])
+        validation.check_same_shape(shape, student_logits.shape, "outputs")
+
+        def target(loss):
+            if ensemble:
+                return loss.combine_teachers(teacher_logits, weights)
+            return teacher_logits
+
+        if self._track_teacher_agreement:
+            reference = teacher_logits
+            if ensemble:
+                reference = losses_lib.average_distribution_logits(teacher_logits, weights, 1.0)
+            self._update_agreement(reference, student_logits)
         terms = []
         position = 0
         for loss in self.distillation_losses:
@@ -196,10 +263,19 @@ class Distiller(keras.Model):
                 position += count
                 terms.append(loss.per_sample(t, s))
             elif loss.needs_labels:
-                terms.append(loss.per_sample(teacher_logits, student_logits, y))
+                terms.append(loss.per_sample(target(loss), student_logits, y))
             else:
-                terms.append(loss.per_sample(teacher_logits, student_logits))
+                terms.append(loss.per_sample(target(loss), student_logits))
         return terms
+
+    def _update_agreement(self, teacher_logits, student_logits):
+        batch = tf.cast(tf.shape(student_logits)[0], tf.float32)
+        match = tf.cast(
+            tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
+        )
+        self.teacher_agreement_tracker.update_state(tf.reduce_mean(match), sample_weight=batch)
+        kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
+        self.teacher_kl_tracker.update_state(tf.reduce_mean(kl), sample_weight=batch)
 
     def _objective(self, x, y, teacher, sample_weight, training):
         """Returns (total loss for this replica, y_pred, values to log).
@@ -228,11 +304,11 @@ class Distiller(keras.Model):
             else tf.zeros((batch,), tf.float32)
         )
         terms = self._distillation_terms(y, teacher_out, teacher_feats, y_pred, student_feats)
-        distill = tf.add_n(
-            [w * t for w, t in zip(self.distillation_loss_weights, terms)]
-        )
+        distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
         total = mean(alpha * hard + (1.0 - alpha) * distill)
-        regularization = self.student.losses + [l for a in self.adapters if a is not None for l in a.losses]
+        regularization = self.student.losses + [
+            l for a in self.adapters if a is not None for l in a.losses
+        ]
         if regularization:
             total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
         logs = {
@@ -299,19 +375,29 @@ class Distiller(keras.Model):
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
-            "teacher": _model_config(self.teacher) if self.teacher is not None else None,
+            "teacher": (
+                [_model_config(t) for t in self.teacher]
+                if isinstance(self.teacher, (list, tuple))
+                else _model_config(self.teacher)
+                if self.teacher is not None
+                else None
+            ),
+            "teacher_weights": list(self.teacher_weights) or None,
             "student": _model_config(self.student),
             "distillation_loss": [serialize(l) for l in self.distillation_losses],
             "alpha": float(self.alpha.numpy()),
-            "distillation_loss_weights": list(self.distillation_loss_weights),
+            "distillation_loss_weights": [float(w.numpy()) for w in self.distillation_loss_weights],
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         deserialize = keras.saving.deserialize_keras_object
-        if config.get("teacher") is not None:
-            config["teacher"] = deserialize(config["teacher"], custom_objects=custom_objects)
+        teacher = config.get("teacher")
+        if isinstance(teacher, list):
+            config["teacher"] = [deserialize(t, custom_objects=custom_objects) for t in teacher]
+        elif teacher is not None:
+            config["teacher"] = deserialize(teacher, custom_objects=custom_objects)
         config["student"] = deserialize(config["student"], custom_objects=custom_objects)
         config["distillation_loss"] = [
             deserialize(l, custom_objects=custom_objects) for l in config["distillation_loss"]
@@ -347,13 +433,47 @@ def _model_config(model) -> dict:
 def _as_loss_list(distillation_loss) -> list:
     if distillation_loss is None:
         return [losses_lib.SoftTargetKD()]
-    items = distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    items = (
+        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    )
     if not items:
         raise ValueError(
             "Invalid value for argument `distillation_loss`: the list is empty. "
             "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
         )
     return [losses_lib.get(item) for item in items]
+
+
+def _as_teacher_list(teacher) -> list:
+    if teacher is None:
+        return []
+    if isinstance(teacher, (list, tuple)):
+        if not teacher:
+            raise ValueError(
+                "Invalid value for argument `teacher`: the ensemble list is "
+                "empty. Pass one model, a list of models, or None for offline "
+                "distillation."
+            )
+        return list(teacher)
+    return [teacher]
+
+
+def _teacher_weights(weights, count) -> list:
+    if weights is None:
+        return [1.0 / count] * count if count > 1 else []
+    weights = [validation.check_non_negative(w, "teacher_weights") for w in weights]
+    if count and len(weights) != count:
+        raise ValueError(
+            "Invalid value for argument `teacher_weights`: expected one weight "
+            f"per teacher ({count}), received {len(weights)}: {weights}."
+        )
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError(
+            "Invalid value for argument `teacher_weights`: they sum to 0. Give "
+            "at least one teacher a positive weight."
+        )
+    return [w / total for w in weights]
 
 
 def _loss_weights(weights, count) -> list:
@@ -366,9 +486,7 @@ def _loss_weights(weights, count) -> list:
             f"one weight per distillation loss ({count}), received "
             f"{len(weights)}: {weights}."
         )
-    return [
-        validation.check_non_negative(w, "distillation_loss_weights") for w in weights
-    ]
+    return [validation.check_non_negative(w, "distillation_loss_weights") for w in weights]
 
 
 def _term_names(losses) -> list:
@@ -445,8 +563,7 @@ def _feature_view(model, layer_names, role):
     for name in layer_names:
         if name not in available:
             raise ValueError(
-                f"The {role} has no layer named {name!r}. Its layers are: "
-                f"{', '.join(available)}."
+                f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
             )
         features.append(model.get_layer(name).output)
     return keras.Model(model.input, [model.outputs[0], *features], name=f"{model.name}_features")

@@ -17,7 +17,7 @@ returning the mean over the batch.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from kdistill import validation
 from kdistill.backend import keras, register_serializable, scalar_variable, tf
@@ -48,9 +48,7 @@ def soft_target_kd(teacher_logits, student_logits, temperature):
     t = tf.cast(temperature, tf.float32)
     teacher_log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
     student_log_p = tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1)
-    kl = tf.reduce_sum(
-        tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1
-    )
+    kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
     return t * t * kl
 
 
@@ -81,9 +79,7 @@ def hint_mse(teacher_features, student_features):
     Returns:
         Tensor (batch,).
     """
-    squared = tf.square(
-        _as_float32(teacher_features) - _as_float32(student_features)
-    )
+    squared = tf.square(_as_float32(teacher_features) - _as_float32(student_features))
     return _reduce_per_sample(squared, "mean")
 
 
@@ -114,9 +110,7 @@ def decoupled_kd(teacher_logits, student_logits, labels, alpha, beta, temperatur
     # Mask the target class out of the softmax with a large negative offset.
     masked_teacher = tf.nn.log_softmax(teacher - 1e4 * target, axis=-1)
     masked_student = tf.nn.log_softmax(student - 1e4 * target, axis=-1)
-    nckd = tf.reduce_sum(
-        tf.exp(masked_teacher) * (masked_teacher - masked_student), axis=-1
-    )
+    nckd = tf.reduce_sum(tf.exp(masked_teacher) * (masked_teacher - masked_student), axis=-1)
     return t * t * (alpha * tckd + beta * nckd)
 
 
@@ -151,10 +145,43 @@ def attention_transfer(teacher_features, student_features, beta=1000.0, p=2.0):
     Returns:
         Tensor (batch,).
     """
-    difference = attention_map(teacher_features, p) - attention_map(
-        student_features, p
-    )
+    difference = attention_map(teacher_features, p) - attention_map(student_features, p)
     return beta / 2.0 * tf.reduce_mean(tf.square(difference), axis=-1)
+
+
+def average_logits(teacher_logits, weights):
+    """Weighted mean of an ensemble's logits.
+
+    Args:
+        teacher_logits: Tensor (batch, teachers, classes).
+        weights: One weight per teacher, summing to 1.
+
+    Returns:
+        Tensor (batch, classes).
+    """
+    w = tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1))
+    return tf.reduce_sum(_as_float32(teacher_logits) * w, axis=1)
+
+
+def average_distribution_logits(teacher_logits, weights, temperature):
+    """Logits whose softmax at `temperature` is the ensemble's mean distribution.
+
+    Hinton et al. 2015 distil the (weighted) average of the teachers'
+    softened distributions; ``T * log(sum_i w_i softmax(z_i / T))`` gives it
+    back exactly through ``softmax(. / T)``.
+
+    Args:
+        teacher_logits: Tensor (batch, teachers, classes).
+        weights: One weight per teacher, summing to 1.
+        temperature: The softening temperature.
+
+    Returns:
+        Tensor (batch, classes).
+    """
+    t = tf.cast(temperature, tf.float32)
+    log_w = tf.math.log(tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1)))
+    log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
+    return t * tf.reduce_logsumexp(log_p + log_w, axis=1)
 
 
 def _as_float32(x):
@@ -236,9 +263,21 @@ class DistillationLoss:
                 f"{type(self).__name__} needs the true labels: call it as "
                 "loss(teacher_outputs, student_outputs, y_true)."
             )
-        return tf.reduce_mean(
-            self.per_sample(teacher_outputs, student_outputs, y_true)
-        )
+        return tf.reduce_mean(self.per_sample(teacher_outputs, student_outputs, y_true))
+
+    def combine_teachers(self, teacher_logits, weights):
+        """Returns the target logits of a teacher ensemble.
+
+        Args:
+            teacher_logits: Tensor (batch, teachers, classes).
+            weights: One weight per teacher, summing to 1.
+
+        Returns:
+            Tensor (batch, classes). By default the weighted mean of the
+            logits; losses with a temperature average the softened
+            distributions instead.
+        """
+        return average_logits(teacher_logits, weights)
 
     @property
     def temperature_variables(self) -> list:
@@ -281,6 +320,9 @@ class SoftTargetKD(DistillationLoss):
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         return soft_target_kd(teacher_outputs, student_outputs, self.temperature)
 
+    def combine_teachers(self, teacher_logits, weights):
+        return average_distribution_logits(teacher_logits, weights, self.temperature)
+
     def get_config(self):
         return {"temperature": float(self.temperature.numpy())}
 
@@ -301,9 +343,7 @@ class LogitMSE(DistillationLoss):
     """
 
     def __init__(self, reduction: str = "mean"):
-        self.reduction = validation.check_choice(
-            reduction, "reduction", ("mean", "sum")
-        )
+        self.reduction = validation.check_choice(reduction, "reduction", ("mean", "sum"))
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         return logit_mse(teacher_outputs, student_outputs, self.reduction)
@@ -386,15 +426,11 @@ class HintLoss(FeatureLoss):
         return hint_mse(_single(teacher_outputs), _single(student_outputs))
 
     def make_adapters(self, teacher_shapes, student_shapes):
-        teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(
-            student_shapes[0]
-        )
+        teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(student_shapes[0])
         if isinstance(self.adapter, keras.layers.Layer):
             return [self.adapter]
         if self.adapter == "none":
-            validation.check_same_shape(
-                teacher_shape, student_shape, "hint features"
-            )
+            validation.check_same_shape(teacher_shape, student_shape, "hint features")
             return [None]
         if len(teacher_shape) != len(student_shape):
             raise ValueError(
@@ -421,11 +457,7 @@ class HintLoss(FeatureLoss):
                 f"HintLoss has no automatic adapter for features of rank "
                 f"{len(teacher_shape)}; pass your own `adapter` layer."
             )
-        return [
-            conv[len(teacher_shape)](
-                width, 1, name=f"adapter_{self.student_layer}"
-            )
-        ]
+        return [conv[len(teacher_shape)](width, 1, name=f"adapter_{self.student_layer}")]
 
     def get_config(self):
         adapter = self.adapter
@@ -478,6 +510,9 @@ class DecoupledKD(DistillationLoss):
             self.beta,
             self.temperature,
         )
+
+    def combine_teachers(self, teacher_logits, weights):
+        return average_distribution_logits(teacher_logits, weights, self.temperature)
 
     def get_config(self):
         return {

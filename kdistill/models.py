@@ -10,7 +10,9 @@ from __future__ import annotations
 from kdistill.backend import keras
 
 
-def mlp(input_shape, num_classes: int, hidden_units=(128,), dropout: float = 0.0, name: str = "mlp"):
+def mlp(
+    input_shape, num_classes: int, hidden_units=(128,), dropout: float = 0.0, name: str = "mlp"
+):
     """Returns a ReLU MLP that outputs logits.
 
     Args:
@@ -38,7 +40,14 @@ def mlp(input_shape, num_classes: int, hidden_units=(128,), dropout: float = 0.0
     return keras.Model(inputs, outputs, name=name)
 
 
-def small_cnn(input_shape, num_classes: int, filters=(32, 64), dense_units: int = 128, dropout: float = 0.0, name: str = "cnn"):
+def small_cnn(
+    input_shape,
+    num_classes: int,
+    filters=(32, 64),
+    dense_units: int = 128,
+    dropout: float = 0.0,
+    name: str = "cnn",
+):
     """Returns a small CNN (conv-pool blocks, then a dense layer) with logits.
 
     Args:
@@ -72,7 +81,9 @@ def teacher_for(input_shape, num_classes: int):
     A CNN for images of at least 16x16, else a regularised two-layer MLP.
     """
     if len(input_shape) == 3 and input_shape[0] >= 16:
-        return small_cnn(input_shape, num_classes, filters=(32, 64), dense_units=128, dropout=0.3, name="teacher")
+        return small_cnn(
+            input_shape, num_classes, filters=(32, 64), dense_units=128, dropout=0.3, name="teacher"
+        )
     return mlp(input_shape, num_classes, hidden_units=(256, 256), dropout=0.2, name="teacher")
 
 
@@ -83,7 +94,16 @@ def student_for(input_shape, num_classes: int, width: int):
     least 16x16 a CNN with `width` and `2 * width` filters.
     """
     if width <= 0:
-        raise ValueError(f"Invalid value for argument `width`. Expected a positive integer. Received: width={width}")
+        raise ValueError(
+            "Invalid value for argument `width`. Expected a positive integer. "
+            f"Received: width={width}"
+        )
     if len(input_shape) == 3 and input_shape[0] >= 16:
-        return small_cnn(input_shape, num_classes, filters=(max(1, width // 4), max(1, width // 2)), dense_units=width, name="student")
+        return small_cnn(
+            input_shape,
+            num_classes,
+            filters=(max(1, width // 4), max(1, width // 2)),
+            dense_units=width,
+            name="student",
+        )
     return mlp(input_shape, num_classes, hidden_units=(width,), name="student")

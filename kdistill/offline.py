@@ -109,7 +109,7 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
         raise ValueError("Invalid value for argument `data`: it holds no samples.")
     chunks = []
     for start in range(0, n, batch_size):
-        batch = tf.nest.map_structure(lambda a: a[start : start + batch_size], data)
+        batch = tf.nest.map_structure(lambda a, i=start: a[i : i + batch_size], data)
         chunks.append(run(batch))
     return np.concatenate(chunks, axis=0)
 
@@ -126,8 +126,7 @@ def _cache_dataset(run, dataset):
         ws.append(w)
     if not xs:
         raise ValueError(
-            "Invalid value for argument `data`: the dataset is empty, so there "
-            "is nothing to cache."
+            "Invalid value for argument `data`: the dataset is empty, so there is nothing to cache."
         )
 
     def concat(parts):

@@ -83,9 +83,7 @@ def check_same_shape(teacher_shape, student_shape, what: str) -> None:
     """
     t = tuple(teacher_shape)
     s = tuple(student_shape)
-    compatible = len(t) == len(s) and all(
-        a is None or b is None or a == b for a, b in zip(t, s)
-    )
+    compatible = len(t) == len(s) and all(a is None or b is None or a == b for a, b in zip(t, s))
     if not compatible:
         raise ValueError(
             f"Teacher and student {what} have different shapes: teacher "

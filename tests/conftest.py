@@ -37,7 +37,9 @@ def tiny_mlp(units=8, classes=3, inputs=4, name="mlp", softmax=False, batch_norm
     h = keras.layers.Dense(units, activation="relu", name=f"{name}_hidden")(x_in)
     if batch_norm:
         h = keras.layers.BatchNormalization(momentum=0.5, name=f"{name}_bn")(h)
-    out = keras.layers.Dense(classes, activation="softmax" if softmax else None, name=f"{name}_out")(h)
+    out = keras.layers.Dense(
+        classes, activation="softmax" if softmax else None, name=f"{name}_out"
+    )(h)
     return keras.Model(x_in, out, name=name)
 
 

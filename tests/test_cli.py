@@ -7,7 +7,9 @@ import pytest
 
 def run_cli(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "kdistill.cli", *args], capture_output=True, text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "kdistill.cli", *args], capture_output=True, text=True, env=env
+    )
 
 
 def test_help_lists_the_commands():
@@ -32,7 +34,9 @@ def test_bad_flag_value_is_a_usage_error():
 def test_distill_prints_teacher_alone_and_distilled_accuracy():
     result = run_cli("distill", "--epochs", "3", "--max_train", "400")
     assert result.returncode == 0, result.stderr[-2000:]
-    lines = {line.split("  ")[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    lines = {
+        line.split("  ")[0]: line.split() for line in result.stdout.splitlines() if line.strip()
+    }
     for name in ("teacher", "student alone", "student distilled"):
         assert name in lines
         accuracy = float(lines[name][-2])

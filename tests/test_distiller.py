@@ -35,8 +35,12 @@ def test_distilled_student_learns_digits_and_agrees_with_teacher_more(digits, di
     shape = digits.input_shape
     alone = training.fit_supervised(models.student_for(shape, 10, 16), digits, settings)
     distiller = training.fit_distilled(
-        digits_teacher, models.student_for(shape, 10, 16), digits, settings,
-        distillation_loss=SoftTargetKD(4.0), alpha=0.1,
+        digits_teacher,
+        models.student_for(shape, 10, 16),
+        digits,
+        settings,
+        distillation_loss=SoftTargetKD(4.0),
+        alpha=0.1,
     )
     teacher_logits = training.predict_logits(digits_teacher, digits.x_test)
     alone_logits = training.predict_logits(alone, digits.x_test)
@@ -60,7 +64,9 @@ def test_logs_carry_component_losses_for_training_and_validation():
 
 def test_several_losses_log_one_term_each():
     x, y = toy_data()
-    distiller = make(distillation_loss=[SoftTargetKD(2.0), LogitMSE()], distillation_loss_weights=[1.0, 0.5])
+    distiller = make(
+        distillation_loss=[SoftTargetKD(2.0), LogitMSE()], distillation_loss_weights=[1.0, 0.5]
+    )
     distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
     logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     assert logs["distillation_loss"] == pytest.approx(
@@ -129,8 +135,12 @@ class SubclassedStudent(keras.Model):
 def test_sequential_and_subclassed_models_train(kind):
     x, y = toy_data()
     if kind == "sequential":
-        student = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
-        teacher = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+        student = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+        )
+        teacher = keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)]
+        )
     else:
         student, teacher = SubclassedStudent(), SubclassedStudent()
     distiller = Distiller(teacher=teacher, student=student)
@@ -156,7 +166,9 @@ def test_alpha_assigned_by_a_callback_changes_the_compiled_step():
     x, y = toy_data()
     distiller = make(alpha=0.1)
     distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
-    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(distiller.alpha, 1, 1.0)]).history
+    history = distiller.fit(
+        x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(distiller.alpha, 1, 1.0)]
+    ).history
     assert history["loss"][0] != pytest.approx(history["student_loss"][0])
     assert history["loss"][1] == pytest.approx(history["student_loss"][1], rel=1e-6)
 
@@ -166,10 +178,16 @@ def test_temperature_assigned_by_a_callback_changes_the_compiled_step():
     loss = SoftTargetKD(4.0)
     distiller = make(distillation_loss=loss)
     distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
-    history = distiller.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(loss.temperature, 1, 1.0)]).history
+    history = distiller.fit(
+        x, y, epochs=2, batch_size=16, verbose=0, callbacks=[SetAt(loss.temperature, 1, 1.0)]
+    ).history
     t, s = distiller.teacher(x), distiller.student(x)
-    assert history["distillation_loss"][0] == pytest.approx(float(SoftTargetKD(4.0)(t, s)), rel=1e-5)
-    assert history["distillation_loss"][1] == pytest.approx(float(SoftTargetKD(1.0)(t, s)), rel=1e-5)
+    assert history["distillation_loss"][0] == pytest.approx(
+        float(SoftTargetKD(4.0)(t, s)), rel=1e-5
+    )
+    assert history["distillation_loss"][1] == pytest.approx(
+        float(SoftTargetKD(1.0)(t, s)), rel=1e-5
+    )
 
 
 # -- teacher handling ----------------------------------------------------------
@@ -190,7 +208,9 @@ def test_each_model_runs_once_per_step_even_with_hints():
     x, y = toy_data(n=32)
     teacher = tiny_mlp(name="teacher", units=6, batch_norm=True)
     student = tiny_mlp(name="student", units=5, batch_norm=True)
-    distiller = Distiller(teacher, student, distillation_loss=[SoftTargetKD(), HintLoss("teacher_bn", "student_bn")])
+    distiller = Distiller(
+        teacher, student, distillation_loss=[SoftTargetKD(), HintLoss("teacher_bn", "student_bn")]
+    )
     distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
     hidden = keras.Model(student.input, student.get_layer("student_hidden").output)
     batch_mean = np.mean(hidden(x).numpy(), axis=0)
@@ -199,14 +219,19 @@ def test_each_model_runs_once_per_step_even_with_hints():
     moving = student.get_layer("student_bn").moving_mean.numpy()
     # momentum 0.5 from zero: one update gives 0.5 * mean, two would give 0.75 * mean.
     np.testing.assert_allclose(moving, 0.5 * batch_mean, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(teacher.get_layer("teacher_bn").moving_mean.numpy(), teacher_bn_before)
+    np.testing.assert_array_equal(
+        teacher.get_layer("teacher_bn").moving_mean.numpy(), teacher_bn_before
+    )
 
 
 def test_hint_adapter_trains_but_stays_out_of_the_student():
     x, y = toy_data()
     student = tiny_mlp(name="student", units=4)
     params = student.count_params()
-    distiller = make(student=student, distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")])
+    distiller = make(
+        student=student,
+        distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")],
+    )
     assert len(distiller.adapters) == 1
     trainable = {id(v) for v in distiller.trainable_variables}
     assert all(id(v) in trainable for v in distiller.adapters[0].trainable_variables)
@@ -226,7 +251,11 @@ def test_softmax_teacher_is_distilled_from_log_probabilities():
     for teacher in (logits_teacher, softmax_teacher):
         distiller = Distiller(teacher, student, distillation_loss=SoftTargetKD(3.0))
         distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
-        values.append(distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)["distillation_loss"])
+        values.append(
+            distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)[
+                "distillation_loss"
+            ]
+        )
     assert values[1] == pytest.approx(values[0], rel=1e-4)
 
 
@@ -244,11 +273,15 @@ def test_offline_training_matches_online_losses_and_keeps_sample_weights():
     cached = cache_teacher_outputs(teacher, x, batch_size=10)
     offline = Distiller(None, student, alpha=0.4)
     offline.compile(optimizer=frozen_sgd(), loss=sparse_ce())
-    got = offline.evaluate(x, offline_targets(y, cached), sample_weight=w, batch_size=16, verbose=0, return_dict=True)
+    got = offline.evaluate(
+        x, offline_targets(y, cached), sample_weight=w, batch_size=16, verbose=0, return_dict=True
+    )
     for key in ("loss", "student_loss", "distillation_loss"):
         assert got[key] == pytest.approx(expected[key], rel=1e-5)
     offline.compile(optimizer="adam", loss=sparse_ce())
-    history = offline.fit(x, offline_targets(y, cached), sample_weight=w, epochs=3, verbose=0).history
+    history = offline.fit(
+        x, offline_targets(y, cached), sample_weight=w, epochs=3, verbose=0
+    ).history
     assert history["loss"][-1] < history["loss"][0]
 
 
@@ -259,7 +292,9 @@ def test_offline_dataset_cache_keeps_batches_and_weights():
     cached = cache_teacher_outputs(teacher, ds)
     first = next(iter(cached))
     assert len(first) == 3 and first[0].shape[0] == 16
-    np.testing.assert_allclose(first[1]["teacher_outputs"], teacher(x[:16]).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        first[1]["teacher_outputs"], teacher(x[:16]).numpy(), rtol=1e-5, atol=1e-6
+    )
     distiller = Distiller(None, tiny_mlp(name="student", units=4))
     distiller.compile(optimizer="adam", loss=sparse_ce())
     history = distiller.fit(cached, epochs=3, verbose=0).history
@@ -279,25 +314,34 @@ def test_offline_distiller_without_cached_outputs_says_what_to_pass():
 
 def test_save_and_load_round_trip_the_whole_configuration(tmp_path):
     x, y = toy_data()
-    distiller = make(distillation_loss=[SoftTargetKD(2.5), HintLoss("teacher_hidden", "student_hidden")], alpha=0.25,
-                     distillation_loss_weights=[1.0, 0.3])
+    distiller = make(
+        distillation_loss=[SoftTargetKD(2.5), HintLoss("teacher_hidden", "student_hidden")],
+        alpha=0.25,
+        distillation_loss_weights=[1.0, 0.3],
+    )
     distiller.compile(optimizer="adam", loss=sparse_ce(), metrics=["accuracy"])
     distiller.fit(x, y, epochs=1, verbose=0)
     path = str(tmp_path / "run.keras")
     distiller.save(path)
     restored = keras.models.load_model(path)
     assert isinstance(restored, Distiller)
-    assert restored.get_config()["distillation_loss_weights"] == [1.0, 0.3]
+    assert restored.get_config()["distillation_loss_weights"] == pytest.approx([1.0, 0.3])
     assert float(restored.alpha.numpy()) == pytest.approx(0.25)
     assert float(restored.distillation_losses[0].temperature.numpy()) == pytest.approx(2.5)
-    np.testing.assert_allclose(restored.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6)
-    np.testing.assert_allclose(restored.adapters[0].get_weights()[0], distiller.adapters[0].get_weights()[0])
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        restored.adapters[0].get_weights()[0], distiller.adapters[0].get_weights()[0]
+    )
     restored.fit(x, y, epochs=1, verbose=0)  # compiled again from the saved compile config
 
 
 def test_student_saves_alone_and_loads_without_kdistill(tmp_path):
     x, y = toy_data()
-    distiller = make(distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")])
+    distiller = make(
+        distillation_loss=[SoftTargetKD(), HintLoss("teacher_hidden", "student_hidden")]
+    )
     distiller.compile(optimizer="adam", loss=sparse_ce())
     distiller.fit(x, y, epochs=1, verbose=0)
     path = str(tmp_path / "student.keras")
@@ -315,7 +359,9 @@ def test_student_saves_alone_and_loads_without_kdistill(tmp_path):
         "print('ok')\n"
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().endswith("ok")
 
@@ -340,7 +386,9 @@ def test_input_shapes_that_differ_are_rejected():
 
 
 def test_missing_hint_layer_lists_the_layer_names():
-    with pytest.raises(ValueError, match="no layer named 'nope'. Its layers are: .*student_hidden, student_out"):
+    with pytest.raises(
+        ValueError, match="no layer named 'nope'. Its layers are: .*student_hidden, student_out"
+    ):
         make(distillation_loss=HintLoss("teacher_hidden", "nope"))
 
 
@@ -352,7 +400,9 @@ def test_student_that_is_the_teacher_is_rejected():
 
 def test_student_sharing_layers_with_teacher_is_rejected():
     teacher = tiny_mlp(name="teacher")
-    student = keras.Sequential([keras.Input((4,)), teacher.get_layer("teacher_hidden"), keras.layers.Dense(3)])
+    student = keras.Sequential(
+        [keras.Input((4,)), teacher.get_layer("teacher_hidden"), keras.layers.Dense(3)]
+    )
     with pytest.raises(ValueError, match="shares layers with `teacher`"):
         Distiller(teacher, student)
 
@@ -366,3 +416,53 @@ def test_compile_without_hard_loss_explains_alpha():
 def test_non_model_student_is_rejected():
     with pytest.raises(TypeError, match="argument `student`"):
         Distiller(tiny_mlp(), "student.keras")
+
+
+# -- teacher ensembles --------------------------------------------------------------
+
+
+def softmax(z):
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def test_ensemble_distils_the_weighted_average_of_softened_distributions():
+    x, y = toy_data()
+    t1, t2 = tiny_mlp(name="t1", units=16), tiny_mlp(name="t2", units=16)
+    student = tiny_mlp(name="student", units=4)
+    distiller = Distiller([t1, t2], student, SoftTargetKD(2.0), teacher_weights=[1.0, 3.0])
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    z1, z2, zs = t1(x).numpy(), t2(x).numpy(), student(x).numpy()
+    target = 0.25 * softmax(z1 / 2.0) + 0.75 * softmax(z2 / 2.0)
+    ps = softmax(zs / 2.0)
+    expected = np.mean(4.0 * np.sum(target * (np.log(target) - np.log(ps)), axis=-1))
+    assert logs["distillation_loss"] == pytest.approx(expected, rel=1e-4)
+    cached = cache_teacher_outputs([t1, t2], x)
+    assert cached.shape == (len(x), 2, 3)
+    offline = Distiller(None, student, SoftTargetKD(2.0), teacher_weights=[1.0, 3.0])
+    offline.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    got = offline.evaluate(
+        x, offline_targets(y, cached), batch_size=64, verbose=0, return_dict=True
+    )
+    assert got["distillation_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_ensemble_with_feature_loss_is_rejected():
+    with pytest.raises(ValueError, match="single `teacher` model, not an ensemble"):
+        Distiller(
+            [tiny_mlp(name="t1"), tiny_mlp(name="t2")],
+            tiny_mlp(name="student"),
+            HintLoss("t1_hidden", "student_hidden"),
+        )
+
+
+def test_dkd_receives_the_labels_from_the_distiller():
+    from kdistill.losses import DecoupledKD
+
+    x, y = toy_data()
+    distiller = make(distillation_loss=DecoupledKD(1.0, 8.0, 4.0))
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+    logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
+    expected = float(DecoupledKD(1.0, 8.0, 4.0)(distiller.teacher(x), distiller.student(x), y))
+    assert logs["distillation_loss"] == pytest.approx(expected, rel=1e-5)

@@ -123,7 +123,9 @@ def test_registry_builds_losses_by_name():
 
 
 def test_unknown_loss_name_lists_valid_names():
-    with pytest.raises(ValueError, match="Unknown distillation loss 'kl'. Valid names: attention, dkd"):
+    with pytest.raises(
+        ValueError, match="Unknown distillation loss 'kl'. Valid names: attention, dkd"
+    ):
         losses.get("kl")
 
 

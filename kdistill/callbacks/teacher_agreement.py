@@ -1,0 +1,29 @@
+"""A callback that reports how closely the student follows the teacher."""
+
+from __future__ import annotations
+
+from kdistill.backend import keras
+from kdistill.callbacks._distiller_check import require_distiller
+
+
+class TeacherAgreement(keras.callbacks.Callback):
+    """Adds `teacher_agreement` and `teacher_kl` to the training logs.
+
+    `teacher_agreement` is the top-1 match rate between student and teacher,
+    `teacher_kl` the mean KL(teacher || student) at temperature 1. Both are
+    metrics computed inside the compiled step (no extra forward pass), and
+    appear as `val_teacher_agreement` / `val_teacher_kl` when `fit` has
+    validation data, so `EarlyStopping` and `ModelCheckpoint` can monitor
+    them.
+
+    Example:
+        >>> distiller.fit(x, y, validation_data=(xv, yv), callbacks=[
+        ...     TeacherAgreement(),
+        ...     keras.callbacks.EarlyStopping("val_teacher_agreement", mode="max")])
+    """
+
+    def on_train_begin(self, logs=None):
+        distiller = require_distiller(self.model, self)
+        distiller.track_teacher_agreement(True)
+        distiller.make_train_function(force=True)
+        distiller.make_test_function(force=True)
