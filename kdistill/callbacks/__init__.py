@@ -1,8 +1,7 @@
 """Keras callbacks for distillation: schedules, teacher agreement, stages."""
 
 from kdistill.callbacks.hint_stage import HintStage
-from kdistill.callbacks.schedulers import AlphaScheduler
-from kdistill.callbacks.schedulers import TemperatureScheduler
+from kdistill.callbacks.schedulers import AlphaScheduler, TemperatureScheduler
 from kdistill.callbacks.teacher_agreement import TeacherAgreement
 
 __all__ = [
