@@ -32,8 +32,10 @@ flags.DEFINE_string(
     "data_path", None, "An .npz file with x_train, y_train, x_test, y_test; overrides --dataset."
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("epochs", 30, "Training epochs for each model.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
+flags.DEFINE_integer("teacher_epochs", 40, "Training epochs of the teacher.")
+flags.DEFINE_integer("epochs", 40, "Training epochs of each student.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of the students.")
+flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate of the students.")
 flags.DEFINE_integer("student_width", 16, "Hidden width of the built-in student.")
 flags.DEFINE_float("temperature", 4.0, "Soft-target temperature.")
 flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss in [0, 1].")
@@ -45,15 +47,19 @@ def _distill(argv) -> int:
     from kdistill.losses import SoftTargetKD
 
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, max_train=FLAGS.max_train)
+    teacher_settings = training.FitSettings(epochs=FLAGS.teacher_epochs, seed=FLAGS.seed)
     settings = training.FitSettings(
-        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed
+        epochs=FLAGS.epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
+        seed=FLAGS.seed,
     )
     print(
         f"Data: {split.name}, {len(split.x_train)} train / {len(split.x_val)} val / "
         f"{len(split.x_test)} test samples, input {split.input_shape}"
     )
     teacher = training.fit_supervised(
-        models.teacher_for(split.input_shape, split.num_classes), split, settings
+        models.teacher_for(split.input_shape, split.num_classes), split, teacher_settings
     )
     alone = training.fit_supervised(
         models.student_for(split.input_shape, split.num_classes, FLAGS.student_width),

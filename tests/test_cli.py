@@ -32,7 +32,7 @@ def test_bad_flag_value_is_a_usage_error():
 
 @pytest.mark.slow
 def test_distill_prints_teacher_alone_and_distilled_accuracy():
-    result = run_cli("distill", "--epochs", "3", "--max_train", "400")
+    result = run_cli("distill", "--epochs", "3", "--teacher_epochs", "3", "--max_train", "400")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = {
         line.split("  ")[0]: line.split() for line in result.stdout.splitlines() if line.strip()
