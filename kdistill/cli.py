@@ -6,6 +6,10 @@ Usage:
 Commands:
   distill   Train a teacher, a student alone and a distilled student on a
             dataset, and print their test accuracy and teacher agreement.
+  export    Convert a .keras model to TFLite (--model, --quantization,
+            --output) and evaluate the file on the test data.
+  evaluate  Evaluate a .tflite file (--tflite) on the test data: accuracy,
+            size, gzip size and per-sample latency.
 
 Run `kdistill <command> --helpfull` for every flag. The data flags
 (--dataset, --data_path) are shared by all commands.
@@ -40,6 +44,24 @@ flags.DEFINE_integer("student_width", 16, "Hidden width of the built-in student.
 flags.DEFINE_float("temperature", 4.0, "Soft-target temperature.")
 flags.DEFINE_float("alpha", 0.1, "Weight of the hard-label loss in [0, 1].")
 flags.DEFINE_integer("max_train", None, "Use at most this many training samples.")
+flags.DEFINE_string("model", None, "export: the .keras model to convert.")
+flags.DEFINE_enum(
+    "quantization",
+    "none",
+    ["none", "dynamic", "float16", "int8"],
+    "export: TFLite quantization mode.",
+)
+flags.DEFINE_string("output", None, "export: the .tflite path (default: beside --model).")
+flags.DEFINE_integer(
+    "representative_samples", 500, "export: training samples used to calibrate int8 quantization."
+)
+flags.DEFINE_string("tflite", None, "evaluate: the .tflite file to evaluate.")
+flags.DEFINE_boolean(
+    "unsafe_load",
+    False,
+    "Allow .keras files that run stored code (lambda layers) when loaded. "
+    "This executes that code: use only for files you trust.",
+)
 
 
 def _distill(argv) -> int:
@@ -90,7 +112,51 @@ def _distill(argv) -> int:
     return 0
 
 
-COMMANDS = {"distill": _distill}
+def _require(flag_name: str) -> str:
+    value = getattr(FLAGS, flag_name)
+    if not value:
+        raise app.UsageError(f"--{flag_name} is required for this command.")
+    return value
+
+
+def _print_report(report: dict) -> None:
+    for key, value in report.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"  {key:<20}{shown}")
+
+
+def _export(argv) -> int:
+    from kdistill import data, export, saving
+
+    model_path = _require("model")
+    model = saving.load_model(model_path, unsafe=FLAGS.unsafe_load)
+    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
+    output = FLAGS.output or f"{os.path.splitext(model_path)[0]}_{FLAGS.quantization}.tflite"
+    info = export.to_tflite(
+        model,
+        output,
+        FLAGS.quantization,
+        representative_data=split.x_train[: FLAGS.representative_samples],
+    )
+    print(f"Wrote {output} ({info['size_bytes']} bytes, {info['gzip_size_bytes']} gzipped)")
+    reference = model.predict(split.x_test, verbose=0)
+    _print_report(
+        export.evaluate_tflite(output, split.x_test, split.y_test, reference_logits=reference)
+    )
+    return 0
+
+
+def _evaluate(argv) -> int:
+    from kdistill import data, export
+
+    path = _require("tflite")
+    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
+    print(f"{path} on {split.name} ({len(split.x_test)} test samples):")
+    _print_report(export.evaluate_tflite(path, split.x_test, split.y_test))
+    return 0
+
+
+COMMANDS = {"distill": _distill, "export": _export, "evaluate": _evaluate}
 
 
 def main(argv) -> int:
@@ -99,7 +165,12 @@ def main(argv) -> int:
         raise app.UsageError(
             f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}."
         )
-    return COMMANDS[argv[1]](argv[2:])
+    try:
+        return COMMANDS[argv[1]](argv[2:])
+    except (ValueError, TypeError, FileNotFoundError, PermissionError) as error:
+        # kdistill's errors say what to do; a traceback would bury that.
+        print(f"kdistill {argv[1]}: error: {error}", file=sys.stderr)
+        return 2
 
 
 def run() -> None:

@@ -41,3 +41,42 @@ def test_distill_prints_teacher_alone_and_distilled_accuracy():
         assert name in lines
         accuracy = float(lines[name][-2])
         assert 0.1 < accuracy <= 1.0
+
+
+@pytest.mark.slow
+def test_export_then_evaluate_a_saved_student(tmp_path):
+    from conftest import tiny_mlp  # noqa: F401 - keeps the import style of the suite
+
+    from kdistill import models
+
+    model = models.mlp((8, 8, 1), 10, (16,), name="student")
+    model.save(str(tmp_path / "student.keras"))
+    out = str(tmp_path / "student_int8.tflite")
+    result = run_cli(
+        "export",
+        "--model",
+        str(tmp_path / "student.keras"),
+        "--quantization",
+        "int8",
+        "--output",
+        out,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "agreement" in result.stdout and (tmp_path / "student_int8.tflite").exists()
+    result = run_cli("evaluate", "--tflite", out)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "latency_ms_median" in result.stdout and "accuracy" in result.stdout
+
+
+def test_export_without_model_is_a_usage_error():
+    result = run_cli("export")
+    assert result.returncode != 0
+    assert "--model is required" in result.stdout + result.stderr
+
+
+def test_evaluate_of_a_corrupt_file_says_so_without_a_traceback(tmp_path):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"junk")
+    result = run_cli("evaluate", "--tflite", str(bad))
+    assert result.returncode == 2
+    assert "corrupt or truncated" in result.stderr and "Traceback" not in result.stderr

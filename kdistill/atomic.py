@@ -1,0 +1,83 @@
+"""Atomic file writes: a temporary file beside the target, then a rename.
+
+An interrupted write never leaves a truncated file at the target path: the
+target holds either its old content or the complete new one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+
+
+def _check_directory(path: str) -> str:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"Cannot create the output directory {directory!r} ({error.strerror}). "
+            "Choose a path in a directory you can write to."
+        ) from error
+    if not os.access(directory, os.W_OK):
+        raise PermissionError(
+            f"The output directory {directory!r} is not writable. Choose a path in "
+            "a directory you can write to."
+        )
+    return directory
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """Writes `data` to `path` atomically and returns the path.
+
+    Example:
+        >>> write_bytes("model.tflite", flatbuffer)
+    """
+    directory = _check_directory(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def write_text(path: str, text: str) -> str:
+    """Writes `text` (UTF-8) to `path` atomically and returns the path."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def directory(path: str):
+    """Yields a temporary directory that replaces `path` when the block ends.
+
+    If the block raises, `path` keeps its old content and the temporary
+    directory is removed.
+
+    Example:
+        >>> with directory("student_savedmodel") as tmp:
+        ...     tf.saved_model.save(model, tmp)
+    """
+    parent = _check_directory(path)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-")
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if os.path.exists(path):
+        old = tempfile.mkdtemp(dir=parent, prefix=".old-")
+        os.rmdir(old)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

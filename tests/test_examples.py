@@ -1,0 +1,46 @@
+"""The examples run end to end in a small mode."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def run_example(name, *args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
+
+
+@pytest.mark.slow
+def test_distill_and_export_prints_a_row_per_quantization_mode(tmp_path):
+    result = run_example(
+        "distill_and_export.py",
+        "--epochs",
+        "3",
+        "--max_train",
+        "400",
+        "--output_dir",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("student ")]
+    assert [row[1] for row in rows] == ["none", "dynamic", "float16", "int8"]
+    for row in rows:
+        assert 0.3 < float(row[2]) <= 1.0
+    assert sorted(p.name for p in tmp_path.glob("*.tflite")) == [
+        "student_dynamic.tflite",
+        "student_float16.tflite",
+        "student_int8.tflite",
+        "student_none.tflite",
+    ]
