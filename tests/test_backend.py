@@ -17,7 +17,7 @@ def test_import_neither_loads_tfmot_nor_changes_the_keras_switch(legacy):
     code = (
         "import os, sys\n"
         "before = os.environ.get('TF_USE_LEGACY_KERAS')\n"
-        "import kdistill, kdistill.cli\n"
+        "import kdistill, kdistill.cli, kdistill.compression, kdistill.export, kdistill.callbacks\n"
         "assert 'tensorflow_model_optimization' not in sys.modules, 'tfmot imported'\n"
         "assert os.environ.get('TF_USE_LEGACY_KERAS') == before, 'switch changed'\n"
         "print(kdistill.backend.KERAS_NAME)\n"

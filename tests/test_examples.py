@@ -44,3 +44,17 @@ def test_distill_and_export_prints_a_row_per_quantization_mode(tmp_path):
         "student_int8.tflite",
         "student_none.tflite",
     ]
+
+
+@pytest.mark.slow
+def test_prune_quantize_distill_prints_every_stage(tmp_path):
+    result = run_example(
+        "prune_quantize_distill.py", "--epochs", "2", "--max_train", "300", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    stages = [line for line in result.stdout.splitlines() if "tflite" in line or "student" in line]
+    assert any(line.startswith("pruned int8 .tflite") for line in stages)
+    assert "Sparsity after pruning: 0.8" in result.stdout
+    from kdistill import backend
+
+    assert any(line.startswith("pruned + QAT int8") for line in stages) == backend.LEGACY_KERAS

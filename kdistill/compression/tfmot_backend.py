@@ -1,0 +1,54 @@
+"""tensorflow-model-optimization (tfmot) for tf_keras models.
+
+tfmot is imported inside each function, never at kdistill's import time:
+importing it sets TF_USE_LEGACY_KERAS=1 for the whole process.
+"""
+
+from __future__ import annotations
+
+from kdistill.compression.schedule import PruningSchedule
+
+
+def _tfmot():
+    import tensorflow_model_optimization as tfmot
+
+    return tfmot
+
+
+def prune(model, schedule: PruningSchedule):
+    """tfmot's `prune_low_magnitude` with the equivalent schedule."""
+    return _tfmot().sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule.to_tfmot())
+
+
+def quantize_aware(model):
+    """tfmot's `quantize_model`: fake-quantization for int8 training."""
+    return _tfmot().quantization.keras.quantize_model(model)
+
+
+def cluster(model, n_clusters: int):
+    """tfmot's `cluster_weights` with k-means++ initialised centroids."""
+    tfmot = _tfmot()
+    init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+    return tfmot.clustering.keras.cluster_weights(
+        model, number_of_clusters=n_clusters, cluster_centroids_init=init
+    )
+
+
+def strip(model):
+    """Removes tfmot's pruning and clustering wrappers (QAT models stay)."""
+    tfmot = _tfmot()
+    model = tfmot.sparsity.keras.strip_pruning(model)
+    return tfmot.clustering.keras.strip_clustering(model)
+
+
+def callbacks() -> list:
+    """The callbacks tfmot's pruning needs in `fit`."""
+    return [_tfmot().sparsity.keras.UpdatePruningStep()]
+
+
+def is_wrapped(model) -> bool:
+    """Whether `model` holds tfmot pruning or clustering wrappers."""
+    names = {type(l).__name__ for l in getattr(model, "layers", [])}
+    return bool(
+        names & {"PruneLowMagnitude", "ClusterWeights", "QuantizeWrapperV2", "QuantizeWrapper"}
+    )
