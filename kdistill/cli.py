@@ -4,6 +4,9 @@ Usage:
   kdistill <command> [--flags]
 
 Commands:
+  compare   The main job: train students with several compression
+            strategies, export each to TFLite, and report accuracy, size and
+            latency side by side with the Pareto front and a recommendation.
   distill   Train a teacher, a student alone and a distilled student on a
             dataset, and print their test accuracy and teacher agreement.
   export    Convert a .keras model to TFLite (--model, --quantization,
@@ -54,6 +57,23 @@ flags.DEFINE_enum(
 flags.DEFINE_string("output", None, "export: the .tflite path (default: beside --model).")
 flags.DEFINE_integer(
     "representative_samples", 500, "export: training samples used to calibrate int8 quantization."
+)
+flags.DEFINE_string("teacher", None, "compare: a .keras teacher (default: train the built-in one).")
+flags.DEFINE_string("student", None, "compare: a .keras student architecture (re-initialised).")
+flags.DEFINE_list("student_widths", ["16", "64"], "compare: widths of the built-in students.")
+flags.DEFINE_list(
+    "strategies",
+    None,
+    "compare: strategy names (default: the standard set; "
+    "see kdistill.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
+)
+flags.DEFINE_integer("repeats", 1, "compare: seeds per strategy (mean ± std).")
+flags.DEFINE_float("max_size_kb", None, "compare: budget, largest .tflite size in KB.")
+flags.DEFINE_float("max_latency_ms", None, "compare: budget, largest median latency per sample.")
+flags.DEFINE_float("min_accuracy", None, "compare: budget, lowest test accuracy in [0, 1].")
+flags.DEFINE_string("output_dir", None, "compare: output directory (default kdistill_runs/<time>).")
+flags.DEFINE_string(
+    "resume", None, "compare: an earlier run's directory; finished strategies are kept."
 )
 flags.DEFINE_string("tflite", None, "evaluate: the .tflite file to evaluate.")
 flags.DEFINE_boolean(
@@ -112,6 +132,34 @@ def _distill(argv) -> int:
     return 0
 
 
+def _compare(argv) -> int:
+    from kdistill import compare, pareto
+
+    try:
+        widths = [int(w) for w in FLAGS.student_widths]
+    except ValueError as error:
+        raise ValueError(f"--student_widths takes integers, e.g. 16,64 ({error}).") from error
+    budget = pareto.Budget(FLAGS.max_size_kb, FLAGS.max_latency_ms, FLAGS.min_accuracy)
+    compare.run(
+        dataset=FLAGS.dataset,
+        data_path=FLAGS.data_path,
+        teacher=FLAGS.teacher,
+        student=FLAGS.student,
+        student_widths=widths,
+        strategy_names=FLAGS.strategies,
+        repeats=FLAGS.repeats,
+        budget=budget,
+        output_dir=FLAGS.output_dir,
+        resume=FLAGS.resume,
+        epochs=FLAGS.epochs if FLAGS["epochs"].present else 30,
+        teacher_epochs=FLAGS.teacher_epochs,
+        seed=FLAGS.seed,
+        max_train=FLAGS.max_train,
+        unsafe_load=FLAGS.unsafe_load,
+    )
+    return 0
+
+
 def _require(flag_name: str) -> str:
     value = getattr(FLAGS, flag_name)
     if not value:
@@ -156,7 +204,7 @@ def _evaluate(argv) -> int:
     return 0
 
 
-COMMANDS = {"distill": _distill, "export": _export, "evaluate": _evaluate}
+COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evaluate": _evaluate}
 
 
 def main(argv) -> int:

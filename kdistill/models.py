@@ -84,7 +84,7 @@ def teacher_for(input_shape, num_classes: int):
         return small_cnn(
             input_shape, num_classes, filters=(32, 64), dense_units=128, dropout=0.3, name="teacher"
         )
-    return mlp(input_shape, num_classes, hidden_units=(256, 256), dropout=0.2, name="teacher")
+    return mlp(input_shape, num_classes, hidden_units=(512, 512), dropout=0.3, name="teacher")
 
 
 def student_for(input_shape, num_classes: int, width: int):

@@ -14,6 +14,7 @@ from kdistill import losses as losses_lib
 from kdistill.backend import keras
 from kdistill.data import Split
 from kdistill.distiller import Distiller
+from kdistill.offline import offline_targets
 
 
 @dataclasses.dataclass
@@ -72,6 +73,8 @@ def fit_distilled(
     distillation_loss=None,
     alpha: float = 0.1,
     callbacks=None,
+    teacher_outputs=None,
+    validate: bool = True,
 ) -> Distiller:
     """Distils `teacher` into `student` on `split` and returns the Distiller.
 
@@ -83,15 +86,24 @@ def fit_distilled(
         distillation_loss: Loss or registry name; default SoftTargetKD(4).
         alpha: Weight of the hard-label loss.
         callbacks: Keras callbacks for `fit`.
+        teacher_outputs: Cached teacher logits for `split.x_train` (from
+            `cache_teacher_outputs`): train offline, without a teacher pass
+            per step. Feature losses still run the teacher.
+        validate: Evaluate on the validation split after each epoch.
 
     Returns:
         The trained `Distiller`; `distiller.student` is the student.
     """
     keras.utils.set_random_seed(settings.seed)
+    loss = distillation_loss or losses_lib.SoftTargetKD(4.0)
+    loss_list = loss if isinstance(loss, (list, tuple)) else [loss]
+    offline = teacher_outputs is not None and not any(
+        losses_lib.get(item).uses_features for item in loss_list
+    )
     distiller = Distiller(
-        teacher=teacher,
+        teacher=None if offline else teacher,
         student=student,
-        distillation_loss=distillation_loss or losses_lib.SoftTargetKD(4.0),
+        distillation_loss=loss,
         alpha=alpha,
     )
     distiller.compile(
@@ -99,12 +111,13 @@ def fit_distilled(
         loss=hard_label_loss(),
         metrics=["accuracy"],
     )
+    targets = offline_targets(split.y_train, teacher_outputs) if offline else split.y_train
     distiller.fit(
         split.x_train,
-        split.y_train,
+        targets,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        validation_data=(split.x_val, split.y_val),
+        validation_data=(split.x_val, split.y_val) if validate and not offline else None,
         callbacks=callbacks,
         verbose=settings.verbose,
     )

@@ -80,3 +80,38 @@ def test_evaluate_of_a_corrupt_file_says_so_without_a_traceback(tmp_path):
     result = run_cli("evaluate", "--tflite", str(bad))
     assert result.returncode == 2
     assert "corrupt or truncated" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_compare_command_runs_a_reduced_grid(tmp_path):
+    out = str(tmp_path / "run")
+    result = run_cli(
+        "compare",
+        "--strategies",
+        "labels,kd+int8",
+        "--student_widths",
+        "8",
+        "--epochs",
+        "2",
+        "--teacher_epochs",
+        "2",
+        "--max_train",
+        "200",
+        "--output_dir",
+        out,
+        "--max_size_kb",
+        "0.5",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "[2/2] kd+int8 (w8)" in result.stdout
+    assert "No strategy meets the budget (size <= 0.5 KB)" in result.stdout
+    assert os.path.exists(os.path.join(out, "pareto.png"))
+
+
+def test_compare_with_an_unknown_strategy_is_an_error_without_traceback():
+    result = run_cli("compare", "--strategies", "labels,distill_everything")
+    assert result.returncode == 2
+    assert (
+        "Unknown strategy 'distill_everything'" in result.stderr
+        and "Traceback" not in result.stderr
+    )

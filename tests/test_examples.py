@@ -58,3 +58,21 @@ def test_prune_quantize_distill_prints_every_stage(tmp_path):
     from kdistill import backend
 
     assert any(line.startswith("pruned + QAT int8") for line in stages) == backend.LEGACY_KERAS
+
+
+@pytest.mark.slow
+def test_compare_strategies_example_prints_the_front_and_a_recommendation(tmp_path):
+    result = run_example(
+        "compare_strategies.py",
+        "--epochs",
+        "2",
+        "--max_train",
+        "300",
+        "--output_dir",
+        str(tmp_path / "run"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "on the Pareto front" in result.stdout
+    assert ("Ship " in result.stdout) or ("No strategy meets the budget" in result.stdout)
+    assert (tmp_path / "run" / "report.md").exists()

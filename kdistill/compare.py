@@ -1,0 +1,411 @@
+"""`kdistill compare`: run compression strategies, measure, recommend.
+
+For one teacher and one dataset, trains students with each strategy (see
+`kdistill.strategies`), exports each to TFLite, and measures the exported
+file: accuracy, teacher agreement, size (raw and gzip) and latency. Results are
+written after every strategy; the end of the run adds the Pareto front
+(accuracy against size), a recommendation under the user's budgets, a
+Markdown report and a plot.
+
+Example:
+    >>> result = run(dataset="digits", strategies=["labels", "kd", "kd+int8"],
+    ...              student_widths=[16], output_dir="runs/digits")
+    >>> print(result.recommendation["message"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import time
+
+import numpy as np
+
+from kdistill import (
+    atomic,
+    backend,
+    compression,
+    data,
+    export,
+    models,
+    pareto,
+    report,
+    saving,
+    strategies,
+    training,
+)
+from kdistill import losses as losses_lib
+from kdistill.backend import keras, tf
+from kdistill.offline import cache_teacher_outputs
+
+
+@dataclasses.dataclass
+class CompareResult:
+    """What `run` returns.
+
+    Attributes:
+        records: One dict per (strategy, student), as in results.json.
+        teacher: The teacher's measurements (float32 TFLite).
+        recommendation: See `kdistill.pareto.recommend`.
+        output_dir: Where the files are.
+    """
+
+    records: list
+    teacher: dict
+    recommendation: dict
+    output_dir: str
+
+
+def run(
+    dataset: str = "digits",
+    data_path: str | None = None,
+    teacher=None,
+    student=None,
+    student_widths=(16, 64),
+    strategy_names=None,
+    repeats: int = 1,
+    budget: pareto.Budget | None = None,
+    output_dir: str | None = None,
+    resume: str | None = None,
+    epochs: int = 30,
+    teacher_epochs: int = 40,
+    seed: int = 0,
+    max_train: int | None = None,
+    latency_samples: int = 100,
+    unsafe_load: bool = False,
+    verbose: bool = True,
+) -> CompareResult:
+    """Runs the strategies and writes results, report and plot.
+
+    Args:
+        dataset: Built-in dataset name (see `kdistill.data.load`).
+        data_path: An `.npz` file instead of `dataset`.
+        teacher: A Keras model or a `.keras` path; default: a built-in
+            teacher trained here.
+        student: A Keras model or `.keras` path used as the (re-initialised)
+            student architecture; default: built-in students at
+            `student_widths`.
+        student_widths: Widths of the built-in students.
+        strategy_names: Strategy names (default
+            `kdistill.strategies.default_names()`).
+        repeats: Seeds per strategy; records report mean and std.
+        budget: A `kdistill.pareto.Budget` for the recommendation.
+        output_dir: Where to write (default kdistill_runs/<timestamp>).
+        resume: An earlier run's directory: finished strategies are kept and
+            not rerun; new results are written there.
+        epochs: Student training epochs.
+        teacher_epochs: Epochs of the built-in teacher.
+        seed: First seed; repeat i uses seed + i.
+        max_train: Use at most this many training samples.
+        latency_samples: Samples timed for latency.
+        unsafe_load: Allow `.keras` files that run stored code.
+        verbose: Print a live line per strategy.
+
+    Returns:
+        A `CompareResult`.
+    """
+    started = time.perf_counter()
+    names = list(strategy_names or strategies.default_names())
+    parsed = [strategies.parse(n) for n in names]
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(
+            "Invalid value for argument `repeats`. Expected an integer >= 1. "
+            f"Received: repeats={repeats!r}"
+        )
+    budget = budget or pareto.Budget()
+    split = data.load(dataset, data_path, seed=seed, max_train=max_train)
+    out = (
+        resume
+        or output_dir
+        or os.path.join("kdistill_runs", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    )
+    if resume and not os.path.isdir(resume):
+        raise ValueError(
+            f"Invalid value for argument `resume`: {resume!r} is not a directory of an earlier run."
+        )
+    _make_output_dir(out)
+    say = print if verbose else (lambda *a, **k: None)
+
+    teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
+    teacher_test = training.predict_logits(teacher_model, split.x_test)
+    teacher_train = cache_teacher_outputs(teacher_model, split.x_train)
+    teacher_file = export.convert(teacher_model, "none")
+    teacher_report = export.evaluate_tflite(
+        teacher_file, split.x_test, split.y_test, latency_samples=latency_samples
+    )
+    teacher_record = {
+        "student": "teacher",
+        "params": int(teacher_model.count_params()),
+        "tflite_size_bytes": teacher_report["size_bytes"],
+        "gzip_size_bytes": teacher_report["gzip_size_bytes"],
+        "accuracy": teacher_report["accuracy"],
+        "latency_ms": teacher_report["latency_ms_median"],
+    }
+    say(
+        f"Teacher: {teacher_record['params']} params, "
+        f"TFLite accuracy {teacher_record['accuracy']:.4f}, "
+        f"{teacher_record['tflite_size_bytes'] / 1024:.1f} KB"
+    )
+
+    architectures = _architectures(student, student_widths, split, unsafe_load)
+    records = [r for r in report.load_results(out) if r.get("status") == "ok"] if resume else []
+    done = {(r["strategy"], r["student"]) for r in records}
+    units = [
+        (label, s) for label, _ in architectures for s in parsed if (s.name, label) not in done
+    ]
+    if done:
+        say(f"Resuming {out}: {len(done)} finished strategies kept, {len(units)} to run.")
+    models_dir = os.path.join(out, "models")
+    os.makedirs(models_dir, exist_ok=True)
+    context = _Context(
+        split, teacher_model, teacher_train, teacher_test, teacher_record, epochs, latency_samples
+    )
+    trained = {}
+    unit_times = []
+    for index, (label, strategy) in enumerate(units, start=1):
+        make_student = dict(architectures)[label]
+        unit_start = time.perf_counter()
+        say(f"[{index}/{len(units)}] {strategy.name} ({label}) ...", flush=True)
+        record = _run_unit(
+            context, strategy, label, make_student, seed, repeats, trained, models_dir
+        )
+        record["elapsed_s"] = round(time.perf_counter() - unit_start, 2)
+        records.append(record)
+        pareto.mark_pareto(records)
+        report.write_results(out, records)
+        unit_times.append(record["elapsed_s"])
+        left = np.mean(unit_times) * (len(units) - index)
+        outcome = (
+            f"accuracy {record['accuracy']:.4f}, {record['tflite_size_bytes'] / 1024:.1f} KB"
+            if record["status"] == "ok"
+            else f"FAILED: {record['error'][:200]}"
+        )
+        say(
+            f"    {outcome}; {record['elapsed_s']:.1f}s, "
+            f"elapsed {time.perf_counter() - started:.0f}s, "
+            f"~{left:.0f}s left",
+            flush=True,
+        )
+
+    pareto.mark_pareto(records)
+    recommendation = pareto.recommend(records, budget)
+    report.write_results(out, records)
+    _keep_front_models(models_dir, records)
+    settings = {
+        "dataset": split.name,
+        "train/val/test samples": f"{len(split.x_train)}/{len(split.x_val)}/{len(split.x_test)}",
+        "strategies": ", ".join(names),
+        "students": ", ".join(label for label, _ in architectures),
+        "epochs": epochs,
+        "repeats": repeats,
+        "seeds": ", ".join(str(seed + i) for i in range(repeats)),
+        "budget": budget.describe(),
+        "teacher": f"{teacher_record['params']} params, accuracy {teacher_record['accuracy']:.4f}",
+        "keras": f"{backend.KERAS_NAME} {getattr(keras, '__version__', '')}".strip(),
+        "tensorflow": tf.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+        "wall time": f"{time.perf_counter() - started:.0f}s",
+    }
+    report.write_report(out, records, teacher_record, recommendation, settings)
+    report.plot(out, records, teacher_record)
+    say("\n" + report.table(records, teacher_record))
+    say(recommendation["message"])
+    say(
+        f"\nWrote {out}/results.json, results.csv, report.md, pareto.png "
+        "and models/ (the Pareto front)."
+    )
+    return CompareResult(records, teacher_record, recommendation, out)
+
+
+@dataclasses.dataclass
+class _Context:
+    split: data.Split
+    teacher: object
+    teacher_train: np.ndarray
+    teacher_test: np.ndarray
+    teacher_record: dict
+    epochs: int
+    latency_samples: int
+
+
+def _run_unit(context, strategy, label, make_student, seed, repeats, trained, models_dir) -> dict:
+    record = {
+        "strategy": strategy.name,
+        "student": label,
+        "status": "failed",
+        "pareto": False,
+        "seeds": [seed + i for i in range(repeats)],
+    }
+    runs = []
+    try:
+        for i in range(repeats):
+            key = (label, strategy.training_key, seed + i)
+            if key not in trained:
+                trained[key] = _train(context, strategy, make_student, seed + i)
+            student = trained[key]
+            flatbuffer = export.convert(
+                student, strategy.quantization, representative_data=context.split.x_train[:500]
+            )
+            measured = export.evaluate_tflite(
+                flatbuffer,
+                context.split.x_test,
+                context.split.y_test,
+                reference_logits=context.teacher_test,
+                latency_samples=context.latency_samples,
+            )
+            measured["params"] = int(student.count_params())
+            runs.append(measured)
+            if i == 0:
+                atomic.write_bytes(
+                    os.path.join(models_dir, _model_file(strategy.name, label)), flatbuffer
+                )
+    except Exception as error:  # noqa: BLE001 - one failed strategy must not stop the run
+        record["error"] = f"{type(error).__name__}: {error}"
+        return record
+    accuracies = [r["accuracy"] for r in runs]
+    record.update(
+        status="ok",
+        params=runs[0]["params"],
+        tflite_size_bytes=runs[0]["size_bytes"],
+        gzip_size_bytes=runs[0]["gzip_size_bytes"],
+        accuracy=float(np.mean(accuracies)),
+        accuracy_std=float(np.std(accuracies)),
+        accuracies=accuracies,
+        teacher_agreement=float(np.mean([r["agreement"] for r in runs])),
+        latency_ms=float(np.median([r["latency_ms_median"] for r in runs])),
+        latency_ms_p95=float(np.median([r["latency_ms_p95"] for r in runs])),
+        compression_ratio=context.teacher_record["tflite_size_bytes"] / runs[0]["size_bytes"],
+    )
+    return record
+
+
+def _train(context, strategy, make_student, seed):
+    split = context.split
+    keras.utils.set_random_seed(seed)
+    student = make_student()
+    settings = training.FitSettings(
+        epochs=context.epochs, batch_size=32, learning_rate=1e-2, seed=seed
+    )
+    callbacks = []
+    if strategy.sparsity and strategy.qat:
+        raise ValueError(
+            f"Strategy {strategy.name!r} combines pruning and QAT, which kdistill does "
+            "not chain; run them as separate strategies."
+        )
+    if strategy.sparsity:
+        steps = settings.epochs * -(-len(split.x_train) // settings.batch_size)
+        student = compression.prune(
+            student,
+            strategy.sparsity,
+            begin_step=0,
+            end_step=max(steps // 2, 2),
+            frequency=max(steps // 40, 1),
+        )
+        callbacks = compression.callbacks(student)
+    if strategy.qat:
+        student = compression.quantize_aware(student)
+    if strategy.training == "labels":
+        trained = training.fit_supervised(student, split, settings, callbacks=callbacks)
+    else:
+        trained = training.fit_distilled(
+            context.teacher,
+            student,
+            split,
+            settings,
+            distillation_loss=_losses(strategy, context.teacher, student),
+            alpha=strategy.alpha,
+            callbacks=callbacks,
+            teacher_outputs=context.teacher_train,
+            validate=False,
+        ).student
+    return compression.strip(trained) if strategy.sparsity else trained
+
+
+def _losses(strategy, teacher, student):
+    if strategy.training == "kd":
+        return losses_lib.SoftTargetKD(strategy.temperature)
+    if strategy.training == "mse":
+        if strategy.mse_lambda is None:
+            return losses_lib.LogitMSE()
+        return losses_lib.LogitMSE(reduction="sum")
+    if strategy.training == "dkd":
+        return losses_lib.DecoupledKD()
+    if strategy.training == "hint":
+        return [
+            losses_lib.SoftTargetKD(strategy.temperature),
+            losses_lib.HintLoss(_hint_layer(teacher), _hint_layer(student)),
+        ]
+    raise ValueError(f"Unknown training stage {strategy.training!r}.")
+
+
+def _hint_layer(model) -> str:
+    # The layer before the logits: the last hidden representation.
+    return model.layers[-2].name
+
+
+def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
+    if isinstance(teacher, str):
+        return saving.load_model(teacher, unsafe=unsafe_load)
+    if teacher is not None:
+        backend.check_model(teacher, "teacher")
+        return teacher
+    saved = os.path.join(out, "teacher.keras")
+    if os.path.exists(saved):
+        say(f"Using the teacher saved in {saved}.")
+        return saving.load_model(saved)
+    say(f"Training the built-in teacher ({epochs} epochs) ...", flush=True)
+    model = training.fit_supervised(
+        models.teacher_for(split.input_shape, split.num_classes),
+        split,
+        training.FitSettings(epochs=epochs, seed=seed),
+    )
+    tmp = os.path.join(out, ".teacher.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, saved)
+    return model
+
+
+def _architectures(student, widths, split, unsafe_load) -> list:
+    if student is not None:
+        template = (
+            saving.load_model(student, unsafe=unsafe_load) if isinstance(student, str) else student
+        )
+        backend.check_model(template, "student")
+        return [("custom", lambda: keras.models.clone_model(template))]
+    widths = list(widths)
+    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in widths):
+        raise ValueError(
+            "Invalid value for argument `student_widths`. Expected positive integers. "
+            f"Received: {widths!r}"
+        )
+    shape, classes = split.input_shape, split.num_classes
+    return [(f"w{w}", lambda w=w: models.student_for(shape, classes, w)) for w in widths]
+
+
+def _model_file(strategy_name, label) -> str:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in strategy_name.replace("+", "-"))
+    return f"{safe}_{label}.tflite"
+
+
+def _keep_front_models(models_dir, records):
+    keep = {_model_file(r["strategy"], r["student"]) for r in records if r.get("pareto")}
+    for name in os.listdir(models_dir):
+        if name.endswith(".tflite") and name not in keep:
+            os.remove(os.path.join(models_dir, name))
+
+
+def _make_output_dir(path):
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as error:
+        raise PermissionError(
+            f"Cannot create the output directory {path!r} ({error.strerror}). Pass an "
+            "--output_dir you can write to."
+        ) from error
+    if not os.access(path, os.W_OK):
+        raise PermissionError(
+            f"The output directory {path!r} is not writable. Pass an --output_dir you can write to."
+        )

@@ -1,0 +1,186 @@
+"""Writing a comparison's results: JSON, CSV, Markdown report and plot.
+
+Every file is written atomically, so a run interrupted at any moment leaves
+the previous complete version of each file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+
+from kdistill import atomic
+
+COLUMNS = (
+    "strategy",
+    "student",
+    "params",
+    "tflite_size_bytes",
+    "gzip_size_bytes",
+    "accuracy",
+    "accuracy_std",
+    "teacher_agreement",
+    "latency_ms",
+    "latency_ms_p95",
+    "compression_ratio",
+    "pareto",
+    "status",
+    "seeds",
+    "elapsed_s",
+    "error",
+)
+
+
+def load_results(output_dir: str) -> list:
+    """Returns the records of an earlier run's results.json ([] if none)."""
+    path = os.path.join(output_dir, "results.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path!r} is not valid JSON ({error}); it cannot be resumed. Remove it "
+                "or start a new --output_dir."
+            ) from error
+
+
+def write_results(output_dir: str, records: list) -> None:
+    """Writes results.json and results.csv."""
+    atomic.write_text(os.path.join(output_dir, "results.json"), json.dumps(records, indent=2))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for record in records:
+        writer.writerow({k: record.get(k, "") for k in COLUMNS})
+    atomic.write_text(os.path.join(output_dir, "results.csv"), buffer.getvalue())
+
+
+def table(records: list, teacher: dict | None = None) -> str:
+    """A Markdown table of the records, most accurate first."""
+    head = (
+        "| strategy | student | params | TFLite KB | gzip KB | accuracy (TFLite) | "
+        "teacher agreement | latency ms | compression | Pareto |\n"
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|:---:|\n"
+    )
+    rows = []
+    if teacher:
+        rows.append(
+            f"| teacher (reference) | {teacher['student']} | {teacher['params']} | "
+            f"{teacher['tflite_size_bytes'] / 1024:.1f} | "
+            f"{teacher['gzip_size_bytes'] / 1024:.1f} | "
+            f"{teacher['accuracy']:.4f} | 1.0000 | {teacher['latency_ms']:.4f} | 1.0x | |"
+        )
+    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["accuracy"])
+    for r in ok:
+        accuracy = f"{r['accuracy']:.4f}"
+        if r.get("accuracy_std"):
+            accuracy += f" ± {r['accuracy_std']:.4f}"
+        rows.append(
+            f"| {r['strategy']} | {r['student']} | {r['params']} | "
+            f"{r['tflite_size_bytes'] / 1024:.1f} | "
+            f"{r['gzip_size_bytes'] / 1024:.1f} | {accuracy} | "
+            f"{r['teacher_agreement']:.4f} | {r['latency_ms']:.4f} | "
+            f"{r['compression_ratio']:.1f}x | {'*' if r['pareto'] else ''} |"
+        )
+    for r in records:
+        if r["status"] != "ok":
+            rows.append(
+                f"| {r['strategy']} | {r['student']} | failed: {r.get('error', '')[:120]} |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def write_report(
+    output_dir: str, records: list, teacher: dict, recommendation: dict, settings: dict
+) -> None:
+    """Writes report.md: the table, the recommendation, settings and versions."""
+    lines = [
+        "# kdistill compare",
+        "",
+        "Accuracy, teacher agreement and latency are measured on the exported `.tflite` files "
+        "(latency: median per sample, batch 1, one thread). Compression is the teacher's float32 "
+        "TFLite size over the student's. `*` marks the accuracy/size Pareto front.",
+        "",
+        table(records, teacher),
+        "## Recommendation",
+        "",
+        recommendation["message"],
+        "",
+        "## Settings",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in settings.items()]
+    atomic.write_text(os.path.join(output_dir, "report.md"), "\n".join(lines) + "\n")
+
+
+def plot(output_dir: str, records: list, teacher: dict | None) -> str | None:
+    """Writes pareto.png: accuracy against TFLite size, latency as marker size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [r for r in records if r["status"] == "ok"]
+    if not ok:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=110)
+    latencies = [r["latency_ms"] for r in ok] + ([teacher["latency_ms"]] if teacher else [])
+    top = max(latencies) or 1.0
+
+    def marker(latency):
+        return 30 + 300 * latency / top
+
+    for r in ok:
+        ax.scatter(
+            r["tflite_size_bytes"] / 1024,
+            r["accuracy"],
+            s=marker(r["latency_ms"]),
+            c="tab:red" if r["pareto"] else "tab:blue",
+            alpha=0.7,
+            edgecolors="k",
+            linewidths=0.5,
+        )
+    front = sorted((r for r in ok if r["pareto"]), key=lambda r: r["tflite_size_bytes"])
+    if front:
+        ax.plot(
+            [r["tflite_size_bytes"] / 1024 for r in front],
+            [r["accuracy"] for r in front],
+            "--",
+            c="tab:red",
+            label="Pareto front",
+        )
+        for r in front:
+            ax.annotate(
+                f"{r['strategy']} {r['student']}",
+                (r["tflite_size_bytes"] / 1024, r["accuracy"]),
+                fontsize=7,
+                xytext=(4, -10),
+                textcoords="offset points",
+            )
+    if teacher:
+        ax.scatter(
+            teacher["tflite_size_bytes"] / 1024,
+            teacher["accuracy"],
+            marker="*",
+            s=marker(teacher["latency_ms"]) * 1.5,
+            c="gold",
+            edgecolors="k",
+            label="teacher",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("TFLite size (KB, log scale)")
+    ax.set_ylabel("test accuracy of the .tflite file")
+    ax.set_title("Accuracy against size (marker area: latency per sample)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right")
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    path = os.path.join(output_dir, "pareto.png")
+    atomic.write_bytes(path, buffer.getvalue())
+    return path

@@ -1,0 +1,142 @@
+import json
+import os
+
+import pytest
+
+from kdistill import backend, compare, export, pareto, report
+
+STRATEGIES = ["labels", "kd_t4_a0.1", "kd+int8", "kd+prune50+dynamic", "kd+qat8"]
+
+
+def small_run(output_dir=None, **kwargs):
+    settings = dict(
+        dataset="digits",
+        student_widths=[8],
+        strategy_names=STRATEGIES,
+        epochs=3,
+        teacher_epochs=3,
+        max_train=300,
+        latency_samples=5,
+        verbose=False,
+        output_dir=output_dir,
+    )
+    settings.update(kwargs)
+    return compare.run(**settings)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("compare") / "run")
+    return small_run(out, budget=pareto.Budget(max_size_kb=6.0))
+
+
+@pytest.mark.slow
+def test_compare_writes_every_output_file(finished):
+    out = finished.output_dir
+    for name in ("results.json", "results.csv", "report.md", "pareto.png", "teacher.keras"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    records = json.load(open(os.path.join(out, "results.json")))
+    assert [r["strategy"] for r in records] == STRATEGIES
+    required = {
+        "strategy",
+        "params",
+        "tflite_size_bytes",
+        "gzip_size_bytes",
+        "accuracy",
+        "teacher_agreement",
+        "latency_ms",
+        "compression_ratio",
+        "pareto",
+        "status",
+    }
+    for r in records:
+        if r["status"] == "ok":
+            assert required <= set(r)
+    report_text = open(os.path.join(out, "report.md")).read()
+    assert "## Recommendation" in report_text and "tensorflow" in report_text
+    front = {
+        f"{r['strategy'].replace('+', '-')}_{r['student']}.tflite" for r in records if r["pareto"]
+    }
+    assert set(os.listdir(os.path.join(out, "models"))) == front
+
+
+@pytest.mark.slow
+def test_a_failing_strategy_is_reported_and_the_rest_continue(finished):
+    by_name = {r["strategy"]: r for r in finished.records}
+    qat = by_name["kd+qat8"]
+    if backend.LEGACY_KERAS:
+        assert qat["status"] == "ok"
+    else:
+        assert qat["status"] == "failed" and "TF_USE_LEGACY_KERAS=1" in qat["error"]
+    assert all(by_name[n]["status"] == "ok" for n in STRATEGIES[:4])
+
+
+@pytest.mark.slow
+def test_front_is_undominated_and_accuracy_is_measured_on_the_tflite_file(finished):
+    ok = [r for r in finished.records if r["status"] == "ok"]
+    for r in ok:
+        assert r["pareto"] == (not any(pareto.dominates(o, r) for o in ok if o is not r))
+    from kdistill import data
+
+    split = data.load("digits", seed=0, max_train=300)
+    for r in (r for r in ok if r["pareto"]):
+        path = os.path.join(
+            finished.output_dir,
+            "models",
+            f"{r['strategy'].replace('+', '-')}_{r['student']}.tflite",
+        )
+        assert export.evaluate_tflite(path, split.x_test, split.y_test, latency_samples=0)[
+            "accuracy"
+        ] == pytest.approx(r["accuracy"])
+    int8 = next(r for r in ok if r["strategy"] == "kd+int8")
+    assert (
+        int8["tflite_size_bytes"]
+        < next(r for r in ok if r["strategy"] == "kd_t4_a0.1")["tflite_size_bytes"]
+    )
+
+
+@pytest.mark.slow
+def test_recommendation_respects_the_budget(finished):
+    pick = finished.recommendation
+    fitting = [
+        r for r in finished.records if r["status"] == "ok" and r["tflite_size_bytes"] <= 6 * 1024
+    ]
+    if fitting:
+        assert pick["within_budget"]
+        assert pick["record"]["accuracy"] == max(r["accuracy"] for r in fitting)
+        assert pick["record"]["tflite_size_bytes"] <= 6 * 1024
+    else:
+        assert pick["record"] is None and "No strategy meets the budget" in pick["message"]
+
+
+@pytest.mark.slow
+def test_resume_keeps_finished_strategies_and_runs_only_new_ones(finished, monkeypatch):
+    trained = []
+    original = compare._train
+    monkeypatch.setattr(
+        compare, "_train", lambda *a, **k: trained.append(a[1].name) or original(*a, **k)
+    )
+    before = {
+        r["strategy"]: r for r in report.load_results(finished.output_dir) if r["status"] == "ok"
+    }
+    result = small_run(resume=finished.output_dir, strategy_names=STRATEGIES + ["labels+float16"])
+    # Failed strategies are not finished: a resumed run tries them again.
+    assert sorted(trained) == sorted(
+        ["labels+float16"] + ([] if backend.LEGACY_KERAS else ["kd+qat8"])
+    )
+    after = {r["strategy"]: r for r in result.records}
+    for name, record in before.items():
+        assert after[name]["elapsed_s"] == record["elapsed_s"]
+
+
+def test_unknown_strategy_fails_before_any_training(tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown strategy 'kd\+prune'"):
+        small_run(str(tmp_path / "run"), strategy_names=["labels", "kd+prune"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_unwritable_output_directory_says_so(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermissionError, match="Cannot create the output directory"):
+        small_run(str(blocker / "run"), strategy_names=["labels"])
