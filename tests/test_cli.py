@@ -21,7 +21,10 @@ def test_help_lists_the_commands():
 def test_unknown_command_is_a_usage_error():
     result = run_cli("distil")
     assert result.returncode != 0
-    assert "Unknown or missing command distil. Commands: distill" in result.stdout + result.stderr
+    assert (
+        "Unknown or missing command distil. Commands: compare, distill"
+        in result.stdout + result.stderr
+    )
 
 
 def test_bad_flag_value_is_a_usage_error():

@@ -1,0 +1,62 @@
+"""Shared helpers of the benchmarks: results files, machine info, data."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from kdistill import atomic, backend, data  # noqa: E402
+from kdistill.backend import keras, tf  # noqa: E402
+
+RESULTS = os.environ.get(
+    "KDISTILL_BENCHMARK_RESULTS",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+)
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": f"{backend.KERAS_NAME} {getattr(keras, '__version__', '')}".strip(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write(name: str, payload: dict, smoke: bool) -> str:
+    """Writes benchmarks/results/<name>.json (<name>.smoke.json in smoke mode)."""
+    payload = {"benchmark": name, "smoke": smoke, "machine": machine(), **payload}
+    path = os.path.join(RESULTS, f"{name}{'.smoke' if smoke else ''}.json")
+    atomic.write_text(path, json.dumps(payload, indent=2, default=float))
+    print(f"wrote {path}")
+    return path
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux: KiB units)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load(data_path, smoke, max_train=None):
+    """MNIST from `data_path`, else digits; smoke mode keeps it tiny."""
+    split = data.load("digits" if not data_path else "mnist", data_path, max_train=max_train)
+    if smoke:
+        split.x_train, split.y_train = split.x_train[:256], split.y_train[:256]
+        split.x_test, split.y_test = split.x_test[:128], split.y_test[:128]
+    return split
+
+
+def mean_std(values) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}"

@@ -1,0 +1,160 @@
+"""How far can a model shrink? Accuracy against TFLite size on MNIST.
+
+One small-CNN teacher; students from about 1/3 to 1/100 of its parameters,
+each trained alone and distilled (offline, SoftTargetKD T=4), then exported
+float32 and int8. Writes a table, a plot, and for each strategy the smallest
+size that stays within 1 point of the teacher.
+
+    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz
+    python benchmarks/compression_frontier.py --smoke
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import common  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from kdistill import atomic, cache_teacher_outputs, export, models, training  # noqa: E402
+from kdistill.losses import SoftTargetKD  # noqa: E402
+
+flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: digits).")
+flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
+flags.DEFINE_integer("epochs", 12, "Epochs of teacher and students.")
+flags.DEFINE_list("ratios", ["3", "10", "30", "100"], "Teacher/student parameter ratios to aim at.")
+FLAGS = flags.FLAGS
+
+
+def student_with_ratio(shape, classes, teacher_params, ratio):
+    """The built-in student whose parameter count is closest to teacher/ratio."""
+    target = teacher_params / ratio
+    best = None
+    for width in range(2, 513, 2):
+        params = models.student_for(shape, classes, width).count_params()
+        if best is None or abs(params - target) < abs(best[1] - target):
+            best = (width, params)
+    return best[0]
+
+
+def main(argv):
+    split = common.load(FLAGS.data_path, FLAGS.smoke)
+    epochs = 1 if FLAGS.smoke else FLAGS.epochs
+    shape, classes = split.input_shape, split.num_classes
+    fast = training.FitSettings(epochs=epochs, batch_size=64, learning_rate=2e-3)
+    teacher = training.fit_supervised(
+        models.small_cnn(shape, classes, (32, 64), 128, dropout=0.3, name="teacher")
+        if len(shape) == 3 and shape[0] >= 16
+        else models.teacher_for(shape, classes),
+        split,
+        fast,
+    )
+    teacher_file = export.convert(teacher)
+    teacher_acc = export.evaluate_tflite(
+        teacher_file, split.x_test, split.y_test, latency_samples=0
+    )["accuracy"]
+    cached = cache_teacher_outputs(teacher, split.x_train, batch_size=1000)
+    rows = [
+        {
+            "model": "teacher",
+            "params": int(teacher.count_params()),
+            "strategy": "teacher",
+            "size_bytes": len(teacher_file),
+            "accuracy": teacher_acc,
+        }
+    ]
+    ratios = [float(r) for r in (FLAGS.ratios[:2] if FLAGS.smoke else FLAGS.ratios)]
+    for ratio in ratios:
+        width = student_with_ratio(shape, classes, teacher.count_params(), ratio)
+        for strategy in ("alone", "distilled"):
+            student = models.student_for(shape, classes, width)
+            settings = training.FitSettings(epochs=epochs, batch_size=32, learning_rate=3e-3)
+            if strategy == "alone":
+                training.fit_supervised(student, split, settings)
+            else:
+                training.fit_distilled(
+                    teacher,
+                    student,
+                    split,
+                    settings,
+                    SoftTargetKD(4.0),
+                    0.1,
+                    teacher_outputs=cached,
+                    validate=False,
+                )
+            for mode in ("none", "int8"):
+                flatbuffer = export.convert(student, mode, representative_data=split.x_train[:500])
+                report = export.evaluate_tflite(
+                    flatbuffer, split.x_test, split.y_test, latency_samples=0
+                )
+                rows.append(
+                    {
+                        "model": f"1/{ratio:g} (width {width})",
+                        "params": int(student.count_params()),
+                        "strategy": f"{strategy} {'int8' if mode == 'int8' else 'float32'}",
+                        "size_bytes": len(flatbuffer),
+                        "accuracy": report["accuracy"],
+                    }
+                )
+            print(rows[-2], rows[-1], flush=True)
+    smallest = {}
+    for strategy in sorted({r["strategy"] for r in rows} - {"teacher"}):
+        within = [
+            r for r in rows if r["strategy"] == strategy and r["accuracy"] >= teacher_acc - 0.01
+        ]
+        smallest[strategy] = min((r["size_bytes"] for r in within), default=None)
+    _plot(rows, teacher_acc)
+    common.write(
+        "compression_frontier",
+        {
+            "rows": rows,
+            "teacher_accuracy": teacher_acc,
+            "smallest_size_within_1_point": smallest,
+            "settings": {"epochs": epochs, "ratios": ratios},
+        },
+        FLAGS.smoke,
+    )
+
+
+def _plot(rows, teacher_acc):
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for strategy in sorted({r["strategy"] for r in rows} - {"teacher"}):
+        points = sorted(
+            (r["size_bytes"] / 1024, r["accuracy"]) for r in rows if r["strategy"] == strategy
+        )
+        ax.plot(*zip(*points), "o-", label=strategy)
+    teacher = next(r for r in rows if r["strategy"] == "teacher")
+    ax.scatter(
+        [teacher["size_bytes"] / 1024],
+        [teacher_acc],
+        marker="*",
+        s=200,
+        c="gold",
+        edgecolors="k",
+        label="teacher",
+    )
+    ax.axhline(teacher_acc - 0.01, ls=":", c="gray", label="teacher - 1 point")
+    ax.set_xscale("log")
+    ax.set_xlabel("TFLite size (KB)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    name = "compression_frontier.smoke.png" if FLAGS.smoke else "compression_frontier.png"
+    atomic.write_bytes(os.path.join(common.RESULTS, name), buffer.getvalue())
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,288 @@
+"""Training speed: kdistill against the student-only floor and Keras's distiller.
+
+Measures per-epoch time of, on the same data, models and batch size, in
+interleaved rounds (median after a warm-up round):
+
+  student_floor     the student trained on labels alone (the floor of any method)
+  teacher_forward   one teacher forward pass over the data
+  kdistill_online   kdistill's Distiller, teacher running every step
+  kdistill_offline  kdistill's Distiller from cached teacher outputs
+  keras_distiller   keras.distillation.Distiller + LogitsDistillation (Keras 3.15)
+
+for an MLP pair and a small CNN pair, with jit_compile and steps_per_execution
+on and off, plus peak memory of each variant (each in its own process), and a
+whole 10-epoch job with kdistill's recommended settings against Keras's
+distiller at its defaults (time and student accuracy, 3 seeds).
+
+    python benchmarks/throughput.py --data_path ../shared/data/mnist.npz
+    python benchmarks/throughput.py --smoke        # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import common  # noqa: E402
+import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets  # noqa: E402
+from kdistill.backend import keras  # noqa: E402
+from kdistill.losses import SoftTargetKD  # noqa: E402
+
+flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: synthetic 28x28 inputs).")
+flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
+flags.DEFINE_integer("samples", 12800, "Training samples per epoch.")
+flags.DEFINE_integer("batch_size", 128, "Batch size of every variant.")
+flags.DEFINE_integer("rounds", 6, "Timed rounds (one epoch per variant each).")
+flags.DEFINE_string("only", None, "Internal: run one variant for the memory measurement.")
+flags.DEFINE_string("pair", "mlp", "Internal: the model pair for --only.")
+FLAGS = flags.FLAGS
+
+VARIANTS = (
+    "student_floor",
+    "teacher_forward",
+    "kdistill_online",
+    "kdistill_offline",
+    "keras_distiller",
+)
+
+
+def pair(kind, shape, classes):
+    """Teacher and student factory: about 10x parameters apart."""
+    if kind == "mlp":
+        teacher = models.mlp(shape, classes, (600, 600), name="teacher")
+        return teacher, lambda: models.mlp(shape, classes, (100, 64), name="student")
+    teacher = models.small_cnn(shape, classes, (32, 64), 256, name="teacher")
+    return teacher, lambda: models.small_cnn(shape, classes, (8, 16), 64, name="student")
+
+
+def sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def build(name, teacher, make_student, x, y, cached, jit, spe):
+    """Returns a function that runs one epoch of variant `name`."""
+    batch = FLAGS.batch_size
+    options = dict(jit_compile=jit, steps_per_execution=spe)
+    if name == "teacher_forward":
+        teacher.compile(loss=sparse_ce(), **options)
+        return lambda: teacher.predict(x, batch_size=batch, verbose=0)
+    if name == "student_floor":
+        model = make_student()
+        model.compile(keras.optimizers.Adam(1e-3), sparse_ce(), **options)
+        return lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    if name == "keras_distiller":
+        if backend.LEGACY_KERAS:
+            return None
+        model = keras.distillation.Distiller(
+            teacher=teacher,
+            student=make_student(),
+            distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+            student_loss_weight=0.1,
+        )
+        model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce(), **options)
+        return lambda: model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    online = name == "kdistill_online"
+    model = Distiller(teacher if online else None, make_student(), SoftTargetKD(4.0), alpha=0.1)
+    model.compile(keras.optimizers.Adam(1e-3), sparse_ce(), **options)
+    targets = y if online else offline_targets(y, cached)
+    return lambda: model.fit(x, targets, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+
+
+def timed_rounds(kind, x, y, jit, spe, rounds):
+    teacher, make_student = pair(kind, x.shape[1:], 10)
+    cached = cache_teacher_outputs(teacher, x, batch_size=1024)
+    runs = {n: build(n, teacher, make_student, x, y, cached, jit, spe) for n in VARIANTS}
+    runs = {n: f for n, f in runs.items() if f is not None}
+    times = {n: [] for n in runs}
+    for r in range(rounds + 1):  # round 0 warms up (tracing, XLA compilation)
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            if r:
+                times[name].append(time.perf_counter() - start)
+    median = {n: float(np.median(t)) for n, t in times.items()}
+    floor = median["student_floor"]
+    ideal = floor + median["teacher_forward"]
+    return {
+        "teacher_params": int(teacher.count_params()),
+        "student_params": int(make_student().count_params()),
+        "epoch_seconds_median": median,
+        "epoch_seconds_all": times,
+        "relative_to_floor": {n: m / floor for n, m in median.items()},
+        "online_over_ideal": median["kdistill_online"] / ideal,
+        "offline_over_floor": median["kdistill_offline"] / floor,
+    }
+
+
+def memory(kind, jit, spe):
+    """Peak RSS of each variant, each in a fresh process."""
+    result = {}
+    for name in VARIANTS[:1] if FLAGS.smoke else VARIANTS:
+        if name == "keras_distiller" and backend.LEGACY_KERAS:
+            continue
+        args = [
+            sys.executable,
+            os.path.abspath(__file__),
+            f"--only={name}",
+            f"--pair={kind}",
+            f"--samples={FLAGS.samples}",
+            f"--batch_size={FLAGS.batch_size}",
+        ]
+        if FLAGS.data_path:
+            args.append(f"--data_path={FLAGS.data_path}")
+        if FLAGS.smoke:
+            args.append("--smoke")
+        out = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, KD_JIT=str(jit), KD_SPE=str(spe)),
+        )
+        lines = [l for l in out.stdout.splitlines() if l.startswith("PEAK_RSS_MB")]
+        result[name] = float(lines[-1].split()[1]) if lines else None
+    return result
+
+
+def job(x, y, x_test, y_test, recommended, seed, epochs):
+    """A whole distillation job; returns (seconds, student test accuracy)."""
+    keras.utils.set_random_seed(seed)
+    teacher, make_student = pair("mlp", x.shape[1:], 10)
+    teacher.set_weights(TRAINED_TEACHER.get_weights())
+    start = time.perf_counter()
+    if recommended:
+        cached = cache_teacher_outputs(teacher, x, batch_size=1024)
+        model = Distiller(None, make_student(), SoftTargetKD(4.0), alpha=0.1)
+        model.compile(
+            keras.optimizers.Adam(1e-3), sparse_ce(), jit_compile=True, steps_per_execution=16
+        )
+        model.fit(
+            x, offline_targets(y, cached), batch_size=FLAGS.batch_size, epochs=epochs, verbose=0
+        )
+    else:
+        model = keras.distillation.Distiller(
+            teacher=teacher,
+            student=make_student(),
+            distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
+            student_loss_weight=0.1,
+        )
+        model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce())
+        model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
+    seconds = time.perf_counter() - start
+    logits = np.asarray(model.student.predict(x_test, verbose=0))
+    return seconds, float(np.mean(np.argmax(logits, -1) == y_test))
+
+
+TRAINED_TEACHER = None
+
+
+def data():
+    if FLAGS.data_path:
+        split = common.load(FLAGS.data_path, FLAGS.smoke)
+        x, y = split.x_train[: FLAGS.samples], split.y_train[: FLAGS.samples]
+        return x, y, split
+    rng = np.random.default_rng(0)
+    n = 256 if FLAGS.smoke else FLAGS.samples
+    return rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n), None
+
+
+def main(argv):
+    global TRAINED_TEACHER
+    x, y, split = data()
+    if FLAGS.smoke:
+        FLAGS.rounds = 1
+    if FLAGS.only:  # memory probe in a fresh process
+        jit = os.environ.get("KD_JIT") == "True"
+        spe = int(os.environ.get("KD_SPE", "1"))
+        teacher, make_student = pair(FLAGS.pair, x.shape[1:], 10)
+        cached = cache_teacher_outputs(teacher, x, batch_size=1024)
+        run = build(FLAGS.only, teacher, make_student, x, y, cached, jit, spe)
+        for _ in range(2):
+            run()
+        print(f"PEAK_RSS_MB {common.peak_rss_mb():.1f}")
+        return
+    configs = [(False, 1), (True, 1), (False, 16), (True, 16)]
+    if FLAGS.smoke:
+        configs = configs[:1]
+    results = {
+        "settings": {
+            "samples": len(x),
+            "batch_size": FLAGS.batch_size,
+            "rounds": FLAGS.rounds,
+            "data": FLAGS.data_path or "synthetic 28x28x1",
+        },
+        "speed": [],
+        "memory": {},
+    }
+    for kind in ("mlp", "cnn"):
+        for jit, spe in configs:
+            measured = timed_rounds(kind, x, y, jit, spe, FLAGS.rounds)
+            measured.update(pair=kind, jit_compile=jit, steps_per_execution=spe)
+            results["speed"].append(measured)
+            rel = measured["relative_to_floor"]
+            print(
+                f"{kind} jit={jit} spe={spe}: "
+                + ", ".join(f"{k} {v:.2f}x" for k, v in rel.items())
+                + f"; online/ideal {measured['online_over_ideal']:.2f}",
+                flush=True,
+            )
+        results["memory"][kind] = memory(kind, False, 1)
+        print(f"{kind} peak RSS MiB: {results['memory'][kind]}", flush=True)
+    if split is not None or FLAGS.smoke:
+        if split is None:
+            split = common.load(None, True)
+            split.x_train = np.resize(split.x_train, (len(x),) + split.x_train.shape[1:])
+        epochs = 1 if FLAGS.smoke else 10
+        seeds = (0,) if FLAGS.smoke else (0, 1, 2)
+        xt, yt = split.x_train[: len(x)], split.y_train[: len(x)]
+        shape = xt.shape[1:]
+        TRAINED_TEACHER = pair("mlp", shape, 10)[0]
+        TRAINED_TEACHER.compile(keras.optimizers.Adam(1e-3), sparse_ce(), metrics=["accuracy"])
+        TRAINED_TEACHER.fit(xt, yt, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
+        jobs = {"kdistill_recommended": [], "keras_distiller_defaults": []}
+        if not backend.LEGACY_KERAS:
+            for seed in seeds:
+                for name in jobs:
+                    jobs[name].append(
+                        job(
+                            xt,
+                            yt,
+                            split.x_test,
+                            split.y_test,
+                            name.startswith("kdistill"),
+                            seed,
+                            epochs,
+                        )
+                    )
+            k, b = jobs["kdistill_recommended"], jobs["keras_distiller_defaults"]
+            results["job"] = {
+                "epochs": epochs,
+                "seeds": list(seeds),
+                "kdistill_recommended": {
+                    "seconds": [s for s, _ in k],
+                    "accuracy": [a for _, a in k],
+                },
+                "keras_distiller_defaults": {
+                    "seconds": [s for s, _ in b],
+                    "accuracy": [a for _, a in b],
+                },
+                "speedup": float(np.mean([s for s, _ in b]) / np.mean([s for s, _ in k])),
+                "settings": "kdistill: offline cached teacher outputs (cache time included), "
+                "jit_compile=True, steps_per_execution=16; Keras: defaults",
+            }
+            print(
+                f"job speedup {results['job']['speedup']:.2f}x; accuracy kdistill "
+                f"{common.mean_std([a for _, a in k])} vs keras "
+                f"{common.mean_std([a for _, a in b])}"
+            )
+    common.write("throughput", results, FLAGS.smoke)
+
+
+if __name__ == "__main__":
+    app.run(main)
