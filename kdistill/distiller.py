@@ -11,7 +11,7 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-from kdistill import backend, offline, outputs, validation
+from kdistill import backend, inputs, offline, outputs, validation
 from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
@@ -172,6 +172,21 @@ class Distiller(keras.Model):
         self._student_loss = keras.losses.get(loss) if loss is not None else None
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """`keras.Model.fit`, after `kdistill.inputs` checks of in-memory data."""
+        self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
+        return super().fit(x, y, batch_size, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        """`keras.Model.evaluate`, after the same checks as `fit`."""
+        self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
+        return super().evaluate(x, y, batch_size, *args, **kwargs)
+
+    def _check_data(self, x, y, sample_weight, batch_size):
+        outputs_ = getattr(self.student, "outputs", None)
+        classes = outputs_[0].shape[-1] if outputs_ else None
+        inputs.check(x, y, sample_weight, batch_size, classes, self._student_loss)
 
     @property
     def metrics(self):

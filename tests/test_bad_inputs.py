@@ -1,0 +1,285 @@
+"""The catalogue of bad inputs: each gives a kdistill (or clear Keras) error
+whose message names the argument and the fix. The README lists these cases."""
+
+import numpy as np
+import pytest
+from conftest import tiny_mlp, toy_data
+
+from kdistill import Distiller, backend, compare, data, export, losses, pareto, saving, strategies
+from kdistill.backend import keras
+
+
+def compiled(**kwargs):
+    distiller = Distiller(tiny_mlp(name="teacher", units=16), tiny_mlp(name="student"), **kwargs)
+    distiller.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    return distiller
+
+
+def fit(x, y, **kwargs):
+    return lambda: compiled().fit(x, y, epochs=1, verbose=0, **kwargs)
+
+
+def other_keras_model():
+    if backend.LEGACY_KERAS:
+        import keras as other
+    else:
+        import tf_keras as other
+    return other.Sequential([other.Input((4,)), other.layers.Dense(3)])
+
+
+class CatMatrixInverse(keras.layers.Layer):
+    def call(self, x):
+        import tensorflow as tf
+
+        return tf.linalg.inv(tf.reshape(x[:, :4], (-1, 2, 2)))[:, 0, :]
+
+
+def unsupported_op_model():
+    inputs = keras.Input((8,))
+    return keras.Model(inputs, keras.layers.Dense(2)(CatMatrixInverse()(inputs)))
+
+
+X, Y = toy_data()
+TEACHER = tiny_mlp(name="teacher", units=16)
+
+
+def nan_inputs():
+    x = X.copy()
+    x[37, 1] = np.nan
+    return x
+
+
+def write(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    return str(path)
+
+
+def npz_without_keys(tmp_path):
+    path = tmp_path / "bad.npz"
+    np.savez(path, images=np.zeros((2, 4)), labels=np.zeros(2))
+    return str(path)
+
+
+def lambda_model_file(tmp_path):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    path = str(tmp_path / "lambda.keras")
+    model.save(path)
+    return path
+
+
+CASES = {
+    "output shapes differ": (
+        lambda tmp: Distiller(TEACHER, tiny_mlp(name="s", classes=5)),
+        ValueError,
+        r"different shapes: teacher \(None, 3\) and student \(None, 5\)",
+    ),
+    "input shapes differ": (
+        lambda tmp: Distiller(TEACHER, tiny_mlp(name="s", inputs=7)),
+        ValueError,
+        "inputs of different shapes",
+    ),
+    "student is the teacher": (
+        lambda tmp: Distiller(TEACHER, TEACHER),
+        ValueError,
+        "same object as `teacher`",
+    ),
+    "teacher variables would change (shared layers)": (
+        lambda tmp: Distiller(
+            TEACHER,
+            keras.Sequential(
+                [keras.Input((4,)), TEACHER.get_layer("teacher_hidden"), keras.layers.Dense(3)]
+            ),
+        ),
+        ValueError,
+        "shares layers with `teacher`",
+    ),
+    "alpha above 1": (
+        lambda tmp: Distiller(TEACHER, tiny_mlp(name="s"), alpha=1.5),
+        ValueError,
+        "argument `alpha`",
+    ),
+    "alpha below 0": (
+        lambda tmp: Distiller(TEACHER, tiny_mlp(name="s"), alpha=-0.5),
+        ValueError,
+        "argument `alpha`",
+    ),
+    "temperature zero": (
+        lambda tmp: losses.SoftTargetKD(0),
+        ValueError,
+        "argument `temperature`. Expected a positive",
+    ),
+    "temperature not a number": (
+        lambda tmp: losses.SoftTargetKD("4"),
+        TypeError,
+        "argument `temperature`. Expected a number",
+    ),
+    "labels outside the class range": (
+        lambda tmp: fit(X, Y + 5)(),
+        ValueError,
+        r"labels must lie in \[0, 3\)",
+    ),
+    "one-hot labels with a sparse loss": (
+        lambda tmp: fit(X, np.eye(3)[Y])(),
+        ValueError,
+        "look one-hot",
+    ),
+    "sparse labels with a one-hot loss": (
+        lambda tmp: (
+            lambda d: (
+                d.compile(
+                    optimizer="adam", loss=keras.losses.CategoricalCrossentropy(from_logits=True)
+                ),
+                d.fit(X, Y, verbose=0),
+            )
+        )(Distiller(TEACHER, tiny_mlp(name="s"))),
+        ValueError,
+        "expects one-hot rows",
+    ),
+    "NaN in inputs names the batch": (
+        lambda tmp: fit(nan_inputs(), Y, batch_size=16)(),
+        ValueError,
+        r"sample 37 contains NaN or inf \(batch 2 at batch_size 16\)",
+    ),
+    "empty arrays": (lambda tmp: fit(X[:0], Y[:0])(), ValueError, "holds no samples"),
+    "empty dataset": (
+        lambda tmp: fit(
+            __import__("tensorflow").data.Dataset.from_tensor_slices((X, Y)).take(0).batch(4), None
+        )(),
+        ValueError,
+        "the dataset is empty",
+    ),
+    "mismatched x and y lengths": (
+        lambda tmp: fit(X, Y[:10])(),
+        ValueError,
+        "`y`: it has 10 rows but `x` has 64",
+    ),
+    "hint layer that does not exist": (
+        lambda tmp: Distiller(
+            TEACHER, tiny_mlp(name="s"), losses.HintLoss("teacher_hidden", "s_missing")
+        ),
+        ValueError,
+        "no layer named 's_missing'. Its layers are",
+    ),
+    "feature shape the adapter cannot map": (
+        lambda tmp: Distiller(
+            TEACHER,
+            tiny_mlp(name="s"),
+            losses.HintLoss("teacher_hidden", "s_hidden", adapter="none"),
+        ),
+        ValueError,
+        "different shapes",
+    ),
+    "model from the other Keras": (
+        lambda tmp: Distiller(other_keras_model(), tiny_mlp(name="s")),
+        TypeError,
+        "other Keras.*TF_USE_LEGACY_KERAS",
+    ),
+    "int8 export without representative data": (
+        lambda tmp: export.to_tflite(tiny_mlp(), str(tmp / "m.tflite"), "int8"),
+        ValueError,
+        "needs a representative dataset",
+    ),
+    "corrupt .tflite file": (
+        lambda tmp: export.evaluate_tflite(write(tmp, "m.tflite", b"\x00" * 64), X),
+        ValueError,
+        "corrupt or truncated",
+    ),
+    "truncated .keras file": (
+        lambda tmp: saving.load_model(write(tmp, "m.keras", b"PK\x03\x04 truncated")),
+        ValueError,
+        "not a valid .keras file",
+    ),
+    "missing .keras file": (
+        lambda tmp: saving.load_model(str(tmp / "none.keras")),
+        FileNotFoundError,
+        "No model file at",
+    ),
+    ".keras file that runs code": (
+        lambda tmp: saving.load_model(lambda_model_file(tmp)),
+        ValueError,
+        "--unsafe_load",
+    ),
+    "unknown loss name": (
+        lambda tmp: losses.get("kl_div"),
+        ValueError,
+        "Valid names: attention, dkd, hint, logit_mse, soft_target",
+    ),
+    "unknown strategy name": (
+        lambda tmp: strategies.parse("kd+int4"),
+        ValueError,
+        "Unknown strategy 'kd\\+int4'",
+    ),
+    "budget no strategy meets": (
+        lambda tmp: (_ for _ in ()).throw(
+            ValueError(
+                pareto.recommend(
+                    [
+                        {
+                            "strategy": "kd",
+                            "student": "w8",
+                            "status": "ok",
+                            "accuracy": 0.9,
+                            "tflite_size_bytes": 9000,
+                            "latency_ms": 0.1,
+                        }
+                    ],
+                    pareto.Budget(max_size_kb=1),
+                )["message"]
+            )
+        ),
+        ValueError,
+        "No strategy meets the budget",
+    ),
+    "unwritable output directory": (
+        lambda tmp: compare.run(
+            output_dir=write(tmp, "f", b"x") + "/run", strategy_names=["labels"], verbose=False
+        ),
+        PermissionError,
+        "Cannot create the output directory",
+    ),
+    ".npz without the expected keys": (
+        lambda tmp: data.load(data_path=npz_without_keys(tmp)),
+        ValueError,
+        r"lacks the keys \['x_train'",
+    ),
+    "unknown quantization mode": (
+        lambda tmp: export.convert(tiny_mlp(), "int4"),
+        ValueError,
+        "argument `quantization`",
+    ),
+    "op the converter cannot lower": (
+        lambda tmp: export.convert(unsupported_op_model()),
+        ValueError,
+        "MatrixInverse.*SELECT_TF_OPS",
+    ),
+    "distillation loss weights that do not pair up": (
+        lambda tmp: Distiller(
+            TEACHER,
+            tiny_mlp(name="s"),
+            [losses.SoftTargetKD(), losses.LogitMSE()],
+            distillation_loss_weights=[1.0],
+        ),
+        ValueError,
+        "one weight per distillation loss",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_gets_a_clear_error(case, tmp_path):
+    make, error, message = CASES[case]
+    with pytest.raises(error, match=message):
+        make(tmp_path)
+
+
+def test_catalogue_has_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+def test_unsafe_load_opt_in_executes_the_stored_lambda(tmp_path):
+    model = saving.load_model(lambda_model_file(tmp_path), unsafe=True)
+    np.testing.assert_allclose(model(X[:2]).numpy(), 2.0 * X[:2], rtol=1e-6)

@@ -1,0 +1,182 @@
+"""tf.distribute, mixed precision, XLA and interruption (issue: scale out)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from kdistill import backend
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(code, tmp_path, name="script.py", check=True):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(code))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=REPO + os.pathsep + os.path.join(REPO, "tests"),
+    )
+    result = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+MODELS = """
+import numpy as np, tensorflow as tf
+from kdistill import Distiller
+from kdistill.backend import keras
+from kdistill.losses import SoftTargetKD
+
+def make_models():
+    keras.utils.set_random_seed(7)
+    t_in = keras.Input((6,))
+    teacher = keras.Model(t_in, keras.layers.Dense(4, name="t_out")(keras.layers.Dense(32, activation="relu")(t_in)))
+    s_in = keras.Input((6,))
+    student = keras.Model(s_in, keras.layers.Dense(4, name="s_out")(keras.layers.Dense(8, activation="relu")(s_in)))
+    return teacher, student
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(64, 6)).astype("float32")
+y = rng.integers(0, 4, size=64)
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
+    code = (
+        """
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    """
+        + MODELS
+        + """
+    def train(strategy):
+        with strategy.scope():
+            teacher, student = make_models()
+            distiller = Distiller(teacher, student, SoftTargetKD(2.0), alpha=0.3)
+            distiller.compile(optimizer=keras.optimizers.SGD(0.1),
+                              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        distiller.fit(x, y, batch_size=16, epochs=3, shuffle=False, verbose=0)
+        return student.get_weights()
+
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    assert mirrored.num_replicas_in_sync == 2
+    single = train(tf.distribute.get_strategy())
+    multi = train(mirrored)
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single, multi))
+    print("MAX_DIFF", diff)
+    assert diff < 1e-5, diff
+    """
+    )
+    result = run_script(code, tmp_path)
+    assert "MAX_DIFF" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(backend.LEGACY_KERAS, reason="Keras 3 dtype policy API")
+def test_mixed_bfloat16_trains_as_well_as_float32(tmp_path):
+    code = """
+    import numpy as np
+    from kdistill import data, models, training
+    from kdistill.backend import keras
+    split = data.load("digits")
+    teacher = training.fit_supervised(models.teacher_for(split.input_shape, 10), split, training.FitSettings(epochs=15))
+    scores = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        keras.mixed_precision.set_global_policy(policy)
+        student = models.student_for(split.input_shape, 10, 32)
+        settings = training.FitSettings(epochs=15, batch_size=32, learning_rate=1e-2)
+        d = training.fit_distilled(teacher, student, split, settings)
+        assert d.student.layers[-1].compute_dtype == ("bfloat16" if policy != "float32" else "float32")
+        logits = np.asarray(d.student.predict(split.x_test, verbose=0), dtype="float32")
+        scores[policy] = training.accuracy(logits, split.y_test)
+    print("SCORES", scores)
+    assert scores["mixed_bfloat16"] >= scores["float32"] - 0.02, scores
+    """
+    result = run_script(code, tmp_path)
+    assert "SCORES" in result.stdout
+
+
+def test_jit_compiled_step_matches_the_graph_step(tmp_path):
+    from conftest import tiny_mlp, toy_data
+
+    from kdistill import Distiller
+    from kdistill.backend import keras
+
+    x, y = toy_data()
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(3)
+        distiller = Distiller(tiny_mlp(name="teacher", units=16), tiny_mlp(name="student"))
+        distiller.compile(
+            optimizer=keras.optimizers.SGD(0.05),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=jit,
+        )
+        distiller.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0)
+        results.append(distiller.student.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    code = (
+        MODELS
+        + """
+    import os, sys
+    backup = sys.argv[1] if len(sys.argv) > 1 else None
+    kill_at = int(os.environ.get("KILL_AT", "-1"))
+
+    class Kill(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step = 0
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            if self.step == kill_at:
+                os._exit(3)   # a crash: no clean-up, no saving
+
+    teacher, student = make_models()
+    distiller = Distiller(teacher, student, SoftTargetKD(2.0), alpha=0.3)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    callbacks = [Kill()]
+    if backup:
+        callbacks.insert(0, keras.callbacks.BackupAndRestore(backup))
+    distiller.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0, callbacks=callbacks)
+    np.savez(os.environ["OUT"], *student.get_weights())
+    """
+    )
+    path = tmp_path / "train.py"
+    path.write_text(textwrap.dedent(code))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+
+    def run(*args, **extra):
+        return subprocess.run(
+            [sys.executable, str(path), *args],
+            capture_output=True,
+            text=True,
+            env=dict(env, **extra),
+            cwd=tmp_path,
+        )
+
+    assert run(OUT=str(tmp_path / "straight.npz")).returncode == 0
+    backup = str(tmp_path / "backup")
+    killed = run(backup, OUT=str(tmp_path / "resumed.npz"), KILL_AT="10")  # epoch 3, batch 2 of 4
+    assert killed.returncode == 3, killed.stderr[-2000:]
+    resumed = run(backup, OUT=str(tmp_path / "resumed.npz"))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = np.load(tmp_path / "straight.npz")
+    again = np.load(tmp_path / "resumed.npz")
+    for key in straight.files:
+        np.testing.assert_allclose(straight[key], again[key], atol=1e-5)
