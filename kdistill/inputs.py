@@ -42,7 +42,8 @@ def check(x, y, sample_weight, batch_size, num_classes, loss) -> None:
             "to train on."
         )
     labels, cached, _ = offline.split_targets(y)
-    for name, value in (("y", labels), ("teacher_outputs", cached), ("sample_weight", sample_weight)):
+    named = (("y", labels), ("teacher_outputs", cached), ("sample_weight", sample_weight))
+    for name, value in named:
         if isinstance(value, (np.ndarray, list)) and len(value) != n:
             raise ValueError(
                 f"Invalid value for argument `{name}`: it has {len(value)} rows but `x` "
