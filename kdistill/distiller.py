@@ -301,26 +301,26 @@ class Distiller(keras.Model):
         teacher_out, teacher_feats = teacher
         y_pred, student_feats = self._run_student(x, training=training)
         batch = tf.shape(y_pred)[0]
-        weights = (
-            tf.ones((batch,), tf.float32)
-            if sample_weight is None
-            else tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
-        )
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         local_batch = tf.cast(batch, tf.float32)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if sample_weight is not None:
+            weights = tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
 
         def mean(values):  # sample-weighted mean over the local batch
-            return tf.reduce_sum(values * weights) / local_batch
+            if sample_weight is not None:
+                values = values * weights
+            return tf.reduce_sum(values) / local_batch
 
         alpha = self.alpha
-        hard = (
-            self._hard_loss_per_sample(y, y_pred)
-            if self._student_loss is not None
-            else tf.zeros((batch,), tf.float32)
-        )
         terms = self._distillation_terms(y, teacher_out, teacher_feats, y_pred, student_feats)
         distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
-        total = mean(alpha * hard + (1.0 - alpha) * distill)
+        distill_mean = mean(distill)
+        if self._student_loss is not None:
+            hard_mean = mean(self._hard_loss_per_sample(y, y_pred))
+        else:
+            hard_mean = tf.zeros((), tf.float32)
+        # The objective is linear in the per-sample terms: mix the means.
+        total = alpha * hard_mean + (1.0 - alpha) * distill_mean
         regularization = self.student.losses + [
             l for a in self.adapters if a is not None for l in a.losses
         ]
@@ -328,9 +328,9 @@ class Distiller(keras.Model):
             total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
         logs = {
             "total": total,
-            "student": mean(hard),
-            "distillation": mean(distill),
-            "terms": [mean(t) for t in terms],
+            "student": hard_mean,
+            "distillation": distill_mean,
+            "terms": [mean(t) for t in terms] if self.term_trackers else [],
             "batch": local_batch,
         }
         return total / replicas, y_pred, logs
