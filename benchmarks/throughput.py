@@ -42,6 +42,8 @@ flags.DEFINE_integer("batch_size", 128, "Batch size of every variant.")
 flags.DEFINE_integer("rounds", 6, "Timed rounds (one epoch per variant each).")
 flags.DEFINE_string("only", None, "Internal: run one variant for the memory measurement.")
 flags.DEFINE_string("pair", "mlp", "Internal: the model pair for --only.")
+flags.DEFINE_list("pairs", ["mlp", "cnn"], "Model pairs to measure.")
+flags.DEFINE_boolean("job", True, "Also time the whole 10-epoch job against Keras's distiller.")
 FLAGS = flags.FLAGS
 
 VARIANTS = (
@@ -224,7 +226,7 @@ def main(argv):
         "speed": [],
         "memory": {},
     }
-    for kind in ("mlp", "cnn"):
+    for kind in FLAGS.pairs:
         for jit, spe in configs:
             measured = timed_rounds(kind, x, y, jit, spe, FLAGS.rounds)
             measured.update(pair=kind, jit_compile=jit, steps_per_execution=spe)
@@ -238,7 +240,7 @@ def main(argv):
             )
         results["memory"][kind] = memory(kind, False, 1)
         print(f"{kind} peak RSS MiB: {results['memory'][kind]}", flush=True)
-    if split is not None or FLAGS.smoke:
+    if FLAGS.job and (split is not None or FLAGS.smoke):
         if split is None:
             split = common.load(None, True)
             split.x_train = np.resize(split.x_train, (len(x),) + split.x_train.shape[1:])

@@ -472,3 +472,20 @@ def test_dkd_receives_the_labels_from_the_distiller():
     logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     expected = float(DecoupledKD(1.0, 8.0, 4.0)(distiller.teacher(x), distiller.student(x), y))
     assert logs["distillation_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_attention_transfer_trains_between_conv_maps_of_different_widths():
+    from kdistill.losses import AttentionTransfer
+
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 32)
+    teacher = models.small_cnn((8, 8, 1), 3, filters=(8, 16), dense_units=16, name="teacher")
+    student = models.small_cnn((8, 8, 1), 3, filters=(2, 4), dense_units=8, name="student")
+    distiller = Distiller(
+        teacher, student, [SoftTargetKD(), AttentionTransfer(["teacher_conv0", "teacher_conv1"], ["student_conv0", "student_conv1"])]
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=8, batch_size=8, verbose=0).history
+    assert history["attention_loss"][-1] < history["attention_loss"][0]
+    assert distiller.adapters == [None, None]
