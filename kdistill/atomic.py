@@ -12,12 +12,16 @@ import shutil
 import tempfile
 
 
-def _check_directory(path: str) -> str:
-    directory = os.path.dirname(os.path.abspath(path))
+def ensure_directory(directory: str) -> str:
+    """Creates `directory` if needed; raises a clear error if it is not writable.
+
+    Raises:
+        PermissionError: The directory cannot be created or written to.
+    """
     try:
         os.makedirs(directory, exist_ok=True)
     except OSError as error:
-        raise OSError(
+        raise PermissionError(
             f"Cannot create the output directory {directory!r} ({error.strerror}). "
             "Choose a path in a directory you can write to."
         ) from error
@@ -27,6 +31,10 @@ def _check_directory(path: str) -> str:
             "a directory you can write to."
         )
     return directory
+
+
+def _check_directory(path: str) -> str:
+    return ensure_directory(os.path.dirname(os.path.abspath(path)))
 
 
 def write_bytes(path: str, data: bytes) -> str:

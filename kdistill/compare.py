@@ -125,7 +125,7 @@ def run(
         raise ValueError(
             f"Invalid value for argument `resume`: {resume!r} is not a directory of an earlier run."
         )
-    _make_output_dir(out)
+    atomic.ensure_directory(out)
     say = print if verbose else (lambda *a, **k: None)
 
     teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
@@ -395,17 +395,3 @@ def _keep_front_models(models_dir, records):
     for name in os.listdir(models_dir):
         if name.endswith(".tflite") and name not in keep:
             os.remove(os.path.join(models_dir, name))
-
-
-def _make_output_dir(path):
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as error:
-        raise PermissionError(
-            f"Cannot create the output directory {path!r} ({error.strerror}). Pass an "
-            "--output_dir you can write to."
-        ) from error
-    if not os.access(path, os.W_OK):
-        raise PermissionError(
-            f"The output directory {path!r} is not writable. Pass an --output_dir you can write to."
-        )

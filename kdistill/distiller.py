@@ -546,8 +546,7 @@ def _check_input_shapes(teacher, student):
     t, s = _static_shape(teacher, "inputs"), _static_shape(student, "inputs")
     if t is None or s is None:
         return
-    same = len(t) == len(s) and all(a is None or b is None or a == b for a, b in zip(t, s))
-    if not same:
+    if not validation.shapes_compatible(t, s):
         raise ValueError(
             f"Teacher and student take inputs of different shapes: teacher "
             f"{t} and student {s}. Both models see the same batch, so give the "

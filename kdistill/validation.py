@@ -73,6 +73,12 @@ def check_choice(value: Any, argument: str, choices) -> Any:
     return value
 
 
+def shapes_compatible(a, b) -> bool:
+    """Whether two static shapes agree wherever both dimensions are known."""
+    a, b = tuple(a), tuple(b)
+    return len(a) == len(b) and all(x is None or y is None or x == y for x, y in zip(a, b))
+
+
 def check_same_shape(teacher_shape, student_shape, what: str) -> None:
     """Raises if two static shapes differ where both are known.
 
@@ -83,8 +89,7 @@ def check_same_shape(teacher_shape, student_shape, what: str) -> None:
     """
     t = tuple(teacher_shape)
     s = tuple(student_shape)
-    compatible = len(t) == len(s) and all(a is None or b is None or a == b for a, b in zip(t, s))
-    if not compatible:
+    if not shapes_compatible(t, s):
         raise ValueError(
             f"Teacher and student {what} have different shapes: teacher "
             f"{_fmt(t)} and student {_fmt(s)}. Distillation compares them "

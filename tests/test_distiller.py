@@ -483,7 +483,14 @@ def test_attention_transfer_trains_between_conv_maps_of_different_widths():
     teacher = models.small_cnn((8, 8, 1), 3, filters=(8, 16), dense_units=16, name="teacher")
     student = models.small_cnn((8, 8, 1), 3, filters=(2, 4), dense_units=8, name="student")
     distiller = Distiller(
-        teacher, student, [SoftTargetKD(), AttentionTransfer(["teacher_conv0", "teacher_conv1"], ["student_conv0", "student_conv1"])]
+        teacher,
+        student,
+        [
+            SoftTargetKD(),
+            AttentionTransfer(
+                ["teacher_conv0", "teacher_conv1"], ["student_conv0", "student_conv1"]
+            ),
+        ],
     )
     distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
     history = distiller.fit(x, y, epochs=8, batch_size=8, verbose=0).history

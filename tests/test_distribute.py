@@ -13,9 +13,14 @@ from kdistill import backend
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def script(*parts):
+    """Joins code parts, each dedented on its own."""
+    return "\n".join(textwrap.dedent(p) for p in parts)
+
+
 def run_script(code, tmp_path, name="script.py", check=True):
     path = tmp_path / name
-    path.write_text(textwrap.dedent(code))
+    path.write_text(code)
     env = dict(
         os.environ,
         TF_CPP_MIN_LOG_LEVEL="3",
@@ -51,14 +56,14 @@ y = rng.integers(0, 4, size=64)
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
-    code = (
+    code = script(
         """
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    """
-        + MODELS
-        + """
+    """,
+        MODELS,
+        """
     def train(strategy):
         with strategy.scope():
             teacher, student = make_models()
@@ -75,7 +80,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
     diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single, multi))
     print("MAX_DIFF", diff)
     assert diff < 1e-5, diff
-    """
+    """,
     )
     result = run_script(code, tmp_path)
     assert "MAX_DIFF" in result.stdout
@@ -84,7 +89,7 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(backend.LEGACY_KERAS, reason="Keras 3 dtype policy API")
 def test_mixed_bfloat16_trains_as_well_as_float32(tmp_path):
-    code = """
+    code = textwrap.dedent("""
     import numpy as np
     from kdistill import data, models, training
     from kdistill.backend import keras
@@ -101,7 +106,7 @@ def test_mixed_bfloat16_trains_as_well_as_float32(tmp_path):
         scores[policy] = training.accuracy(logits, split.y_test)
     print("SCORES", scores)
     assert scores["mixed_bfloat16"] >= scores["float32"] - 0.02, scores
-    """
+    """)
     result = run_script(code, tmp_path)
     assert "SCORES" in result.stdout
 
@@ -130,9 +135,9 @@ def test_jit_compiled_step_matches_the_graph_step(tmp_path):
 
 @pytest.mark.slow
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
-    code = (
-        MODELS
-        + """
+    code = script(
+        MODELS,
+        """
     import os, sys
     backup = sys.argv[1] if len(sys.argv) > 1 else None
     kill_at = int(os.environ.get("KILL_AT", "-1"))
@@ -155,10 +160,10 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
         callbacks.insert(0, keras.callbacks.BackupAndRestore(backup))
     distiller.fit(x, y, batch_size=16, epochs=4, shuffle=False, verbose=0, callbacks=callbacks)
     np.savez(os.environ["OUT"], *student.get_weights())
-    """
+    """,
     )
     path = tmp_path / "train.py"
-    path.write_text(textwrap.dedent(code))
+    path.write_text(code)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
 
     def run(*args, **extra):
