@@ -38,8 +38,7 @@ def check(x, y, sample_weight, batch_size, num_classes, loss) -> None:
     n = len(arrays[0])
     if n == 0:
         raise ValueError(
-            "Invalid value for argument `x`: it holds no samples, so there is nothing "
-            "to train on."
+            "Invalid value for argument `x`: it holds no samples, so there is nothing to train on."
         )
     labels, cached, _ = offline.split_targets(y)
     named = (("y", labels), ("teacher_outputs", cached), ("sample_weight", sample_weight))

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kdistill import losses
+from kdistill import backend, losses
 from kdistill.backend import keras, tf
 
 TEACHER = np.array([[2.0, -1.0, 0.5]], dtype="float32")
@@ -147,3 +147,14 @@ def test_temperature_is_a_variable_a_callback_can_assign():
     after = float(loss(TEACHER, STUDENT))
     assert after == pytest.approx(kl(softmax(TEACHER), softmax(STUDENT))[0], rel=1e-5)
     assert before != pytest.approx(after)
+
+
+@pytest.mark.skipif(backend.LEGACY_KERAS, reason="keras.distillation exists in Keras 3 only")
+def test_keras_builtin_logits_distillation_is_not_the_closed_form_but_ours_is():
+    # The README's comparison: Keras 3.15's default LogitsDistillation gives 4.385 here.
+    closed_form = 9.0 * kl(softmax(TEACHER / 3.0), softmax(STUDENT / 3.0))[0]
+    builtin = float(
+        keras.distillation.LogitsDistillation(temperature=3.0).compute_loss(TEACHER, STUDENT)
+    )
+    assert builtin != pytest.approx(closed_form, rel=0.1)
+    assert float(losses.SoftTargetKD(3.0)(TEACHER, STUDENT)) == pytest.approx(closed_form, rel=1e-5)
