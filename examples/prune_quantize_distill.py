@@ -63,13 +63,8 @@ def main(argv):
     keras_row("distilled student", distilled)
     tflite_row("distilled float32 .tflite", distilled, "none")
 
-    steps = FLAGS.epochs * -(-len(split.x_train) // settings.batch_size)
-    pruned = compression.prune(
-        distilled,
-        FLAGS.sparsity,
-        begin_step=0,
-        end_step=max(steps // 2, 2),
-        frequency=max(steps // 20, 1),
+    pruned = compression.prune_over_training(
+        distilled, FLAGS.sparsity, FLAGS.epochs, len(split.x_train), settings.batch_size
     )
     pruned = training.fit_distilled(
         teacher, pruned, split, settings, callbacks=compression.callbacks(pruned)

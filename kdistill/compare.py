@@ -296,13 +296,8 @@ def _train(context, strategy, make_student, seed):
             "not chain; run them as separate strategies."
         )
     if strategy.sparsity:
-        steps = settings.epochs * -(-len(split.x_train) // settings.batch_size)
-        student = compression.prune(
-            student,
-            strategy.sparsity,
-            begin_step=0,
-            end_step=max(steps // 2, 2),
-            frequency=max(steps // 40, 1),
+        student = compression.prune_over_training(
+            student, strategy.sparsity, settings.epochs, len(split.x_train), settings.batch_size
         )
         callbacks = compression.callbacks(student)
     if strategy.qat:

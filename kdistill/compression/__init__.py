@@ -69,6 +69,33 @@ def prune(
     return keras3_pruning.prune(model, settings)
 
 
+def prune_over_training(model, target_sparsity: float, epochs: int, samples: int, batch_size: int):
+    """`prune` with a schedule sized to a training run.
+
+    Sparsity ramps up (polynomial decay) over the first half of the run's
+    steps, with about 40 mask updates, and holds for the second half so the
+    remaining weights recover.
+
+    Args:
+        model: The model to prune.
+        target_sparsity: Final share of zero weights, in [0, 1).
+        epochs: Epochs of the run.
+        samples: Training samples per epoch.
+        batch_size: Batch size of the run.
+
+    Returns:
+        The model to train, as `prune` returns it.
+    """
+    steps = epochs * -(-samples // batch_size)
+    return prune(
+        model,
+        target_sparsity,
+        begin_step=0,
+        end_step=max(steps // 2, 2),
+        frequency=max(steps // 40, 1),
+    )
+
+
 def quantize_aware(model):
     """Returns a copy of `model` with fake quantization for int8 (QAT).
 
@@ -162,6 +189,7 @@ __all__ = [
     "callbacks",
     "cluster",
     "prune",
+    "prune_over_training",
     "quantize_aware",
     "sparsity",
     "strip",
