@@ -132,6 +132,58 @@ def scale_loss(optimizer, loss):
     return optimizer.scale_loss(loss)
 
 
+def multi_worker(strategy=None) -> bool:
+    """True when `strategy` (default: the current one) spans several workers.
+
+    That is a `tf.distribute.MultiWorkerMirroredStrategy` whose cluster has
+    more than one worker, the case where Keras 3's `fit` needs the
+    work-arounds below.
+    """
+    strategy = strategy if strategy is not None else tf.distribute.get_strategy()
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
+    return bool(in_multi_worker_mode()) if callable(in_multi_worker_mode) else True
+
+
+def step_logs(logs: dict) -> dict:
+    """Makes a train/test step's logs reducible across workers.
+
+    Keras 3 (up to at least 3.15) reduces each log of a step under a
+    multi-worker strategy with ``strategy.reduce("MEAN", value, axis=0)``,
+    which fails on the scalars every metric returns
+    (keras-team/keras#20585). Shaped ``[1]``, the same reduction gives the
+    mean over workers. Elsewhere (one worker, tf_keras) the logs are returned
+    unchanged.
+
+    Args:
+        logs: The step's `{name: scalar tensor}`.
+
+    Returns:
+        `logs`, with each scalar reshaped to ``[1]`` under Keras 3 and a
+        multi-worker strategy.
+    """
+    if LEGACY_KERAS or not multi_worker():
+        return logs
+    return {
+        name: tf.reshape(value, [1]) if tf.is_tensor(value) and value.shape.rank == 0 else value
+        for name, value in logs.items()
+    }
+
+
+def first_local_batch(batch):
+    """The first local replica's part of a distributed batch (other values as given)."""
+    strategy = tf.distribute.get_strategy()
+    return tf.nest.map_structure(
+        lambda value: (
+            strategy.experimental_local_results(value)[0]
+            if isinstance(value, tf.distribute.DistributedValues)
+            else value
+        ),
+        batch,
+    )
+
+
 def register_serializable(cls):
     """Registers `cls` with the Keras in use under the package "kdistill"."""
     return keras.saving.register_keras_serializable(package="kdistill")(cls)

@@ -372,13 +372,26 @@ class Distiller(keras.Model):
             scaled = backend.scale_loss(self.optimizer, loss)
         backend.minimize(self.optimizer, tape, scaled, self.trainable_variables)
         self._update_trackers(logs)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return backend.step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight, teacher = self._unpack(data)
         _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
         self._update_trackers(logs)
-        return self.compute_metrics(x, y, y_pred, sample_weight)
+        return backend.step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 builds the model from the first distributed batch, averaged
+        # over replicas with strategy.reduce, which fails under a multi-worker
+        # strategy (keras-team/keras#20585). The build needs only shapes: give
+        # it the first local replica's batch instead. tf_keras has no such step.
+        if iterator is not None and backend.multi_worker(self.distribute_strategy):
+            for _, _, batches in iterator:
+                with self.distribute_strategy.scope():
+                    data_batch = backend.first_local_batch(next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         y, _, sample_weight = offline.split_targets(y, sample_weight)

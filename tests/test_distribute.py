@@ -185,3 +185,83 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(tmp_path):
     again = np.load(tmp_path / "resumed.npz")
     for key in straight.files:
         np.testing.assert_allclose(straight[key], again[key], atol=1e-5)
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.mark.slow
+def test_two_worker_processes_distill_together_to_identical_weights(tmp_path):
+    code = script(
+        """
+    import json, os, sys
+    role = sys.argv[1]
+    if role != "single":
+        os.environ["TF_CONFIG"] = json.dumps({
+            "cluster": {"worker": [f"127.0.0.1:{p}" for p in sys.argv[2].split(",")]},
+            "task": {"type": "worker", "index": int(role)},
+        })
+    """,
+        MODELS,
+        """
+    strategy = (tf.distribute.get_strategy() if role == "single"
+                else tf.distribute.MultiWorkerMirroredStrategy())
+    if role != "single":
+        from kdistill import backend
+        assert strategy.num_replicas_in_sync == 2 and backend.multi_worker(strategy)
+    with strategy.scope():
+        teacher, student = make_models()
+        distiller = Distiller(teacher, student, SoftTargetKD(2.0), alpha=0.3)
+        distiller.compile(optimizer=keras.optimizers.SGD(0.1),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16).with_options(options)
+    history = distiller.fit(dataset, validation_data=dataset, epochs=3, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0], history.history
+    np.savez(f"weights_{role}.npz", *student.get_weights())
+    print("VAL_LOSS", history.history["val_loss"][-1])
+    """,
+    )
+    path = tmp_path / "worker.py"
+    path.write_text(code)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    env.pop("TF_CONFIG", None)
+    ports = ",".join(str(p) for p in free_ports(2))
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(path), str(index), ports],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        for index in range(2)
+    ]
+    try:
+        outputs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    for w, (_, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    single = subprocess.run(
+        [sys.executable, str(path), "single"], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert single.returncode == 0, single.stderr[-3000:]
+
+    first, second, alone = (np.load(tmp_path / f"weights_{r}.npz") for r in ("0", "1", "single"))
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])  # one model, two copies
+        np.testing.assert_allclose(first[key], alone[key], atol=1e-5)  # global-batch losses
+    assert outputs[0][0].split("VAL_LOSS")[1] == outputs[1][0].split("VAL_LOSS")[1]
