@@ -67,6 +67,9 @@ flags.DEFINE_list(
     "compare: strategy names (default: the standard set; "
     "see kdistill.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
 )
+flags.DEFINE_integer(
+    "workers", 1, "compare: worker processes running strategies in parallel (same results)."
+)
 flags.DEFINE_integer("repeats", 1, "compare: seeds per strategy (mean ± std).")
 flags.DEFINE_float("max_size_kb", None, "compare: budget, largest .tflite size in KB.")
 flags.DEFINE_float("max_latency_ms", None, "compare: budget, largest median latency per sample.")
@@ -156,6 +159,7 @@ def _compare(argv) -> int:
         seed=FLAGS.seed,
         max_train=FLAGS.max_train,
         unsafe_load=FLAGS.unsafe_load,
+        workers=FLAGS.workers,
     )
     return 0
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import io
 import os
 import platform
 import time
@@ -30,6 +31,7 @@ from kdistill import (
     data,
     export,
     models,
+    parallel,
     pareto,
     report,
     saving,
@@ -76,6 +78,7 @@ def run(
     latency_samples: int = 100,
     unsafe_load: bool = False,
     verbose: bool = True,
+    workers: int = 1,
 ) -> CompareResult:
     """Runs the strategies and writes results, report and plot.
 
@@ -102,6 +105,11 @@ def run(
         latency_samples: Samples timed for latency.
         unsafe_load: Allow `.keras` files that run stored code.
         verbose: Print a live line per strategy.
+        workers: Worker processes that run strategies in parallel (see
+            `kdistill.parallel`); results equal a sequential run's, apart
+            from measured latency. Each worker loads the teacher and the
+            student architecture from `.keras` files, so custom layers must
+            be registered with Keras in an importable module.
 
     Returns:
         A `CompareResult`.
@@ -114,6 +122,7 @@ def run(
             "Invalid value for argument `repeats`. Expected an integer >= 1. "
             f"Received: repeats={repeats!r}"
         )
+    parallel.check_workers(workers)
     budget = budget or pareto.Budget()
     split = data.load(dataset, data_path, seed=seed, max_train=max_train)
     out = (
@@ -149,45 +158,90 @@ def run(
         f"{teacher_record['tflite_size_bytes'] / 1024:.1f} KB"
     )
 
-    architectures = _architectures(student, student_widths, split, unsafe_load)
+    architectures = dict(_architectures(student, student_widths, split, unsafe_load))
     records = [r for r in report.load_results(out) if r.get("status") == "ok"] if resume else []
     done = {(r["strategy"], r["student"]) for r in records}
-    units = [
-        (label, s) for label, _ in architectures for s in parsed if (s.name, label) not in done
-    ]
+    units = [(label, s) for label in architectures for s in parsed if (s.name, label) not in done]
     if done:
         say(f"Resuming {out}: {len(done)} finished strategies kept, {len(units)} to run.")
     models_dir = os.path.join(out, "models")
     os.makedirs(models_dir, exist_ok=True)
-    context = _Context(
-        split, teacher_model, teacher_train, teacher_test, teacher_record, epochs, latency_samples
-    )
-    trained = {}
     unit_times = []
-    for index, (label, strategy) in enumerate(units, start=1):
-        make_student = dict(architectures)[label]
-        unit_start = time.perf_counter()
-        say(f"[{index}/{len(units)}] {strategy.name} ({label}) ...", flush=True)
-        record = _run_unit(
-            context, strategy, label, make_student, seed, repeats, trained, models_dir
-        )
-        record["elapsed_s"] = round(time.perf_counter() - unit_start, 2)
+    kept = len(records)
+    order = {}
+
+    def on_record(index, record):
+        order[id(record)] = index
         records.append(record)
         pareto.mark_pareto(records)
         report.write_results(out, records)
         unit_times.append(record["elapsed_s"])
-        left = np.mean(unit_times) * (len(units) - index)
+        left = np.mean(unit_times) * (len(units) - len(unit_times)) / workers
         outcome = (
             f"accuracy {record['accuracy']:.4f}, {record['tflite_size_bytes'] / 1024:.1f} KB"
             if record["status"] == "ok"
             else f"FAILED: {record['error'][:200]}"
         )
         say(
-            f"    {outcome}; {record['elapsed_s']:.1f}s, "
-            f"elapsed {time.perf_counter() - started:.0f}s, "
-            f"~{left:.0f}s left",
+            f"[{len(unit_times)}/{len(units)}] {record['strategy']} ({record['student']}): "
+            f"{outcome}; {record['elapsed_s']:.1f}s, "
+            f"elapsed {time.perf_counter() - started:.0f}s, ~{left:.0f}s left",
             flush=True,
         )
+
+    if workers == 1:
+        context = _Context(
+            split,
+            teacher_model,
+            teacher_train,
+            teacher_test,
+            teacher_record,
+            epochs,
+            latency_samples,
+        )
+        trained = {}
+        for index, (label, strategy) in enumerate(units):
+            unit_start = time.perf_counter()
+            record = run_unit(
+                context, strategy, label, architectures[label], seed, repeats, trained, models_dir
+            )
+            record["elapsed_s"] = round(time.perf_counter() - unit_start, 2)
+            on_record(index, record)
+    elif units:
+        setup = {
+            "dataset": dataset,
+            "data_path": data_path,
+            "seed": seed,
+            "max_train": max_train,
+            "repeats": repeats,
+            "epochs": epochs,
+            "latency_samples": latency_samples,
+            "unsafe_load": unsafe_load,
+            "teacher_record": teacher_record,
+            "teacher_path": (
+                os.path.join(out, "teacher.keras")  # the built-in teacher, saved by _teacher
+                if teacher is None
+                else _model_path(teacher, os.path.join(out, "teacher.keras"))
+            ),
+            "student_path": None
+            if student is None
+            else _model_path(student, os.path.join(out, "student.keras")),
+            "student_widths": list(student_widths),
+            "teacher_outputs_path": _save_arrays(
+                os.path.join(out, ".teacher_outputs.npz"), train=teacher_train, test=teacher_test
+            ),
+            "models_dir": models_dir,
+            "output_dir": out,
+        }
+        jobs = [
+            [(i, units[i][0], units[i][1].name) for i in group]
+            for group in parallel.group_units(units)
+        ]
+        say(f"Running {len(units)} strategies in {workers} worker processes ...", flush=True)
+        parallel.run_jobs(setup, jobs, workers, on_record)
+        os.remove(setup["teacher_outputs_path"])
+    # Finished strategies in run order, whatever order the workers finished in.
+    records[kept:] = sorted(records[kept:], key=lambda r: order[id(r)])
 
     pareto.mark_pareto(records)
     recommendation = pareto.recommend(records, budget)
@@ -197,7 +251,8 @@ def run(
         "dataset": split.name,
         "train/val/test samples": f"{len(split.x_train)}/{len(split.x_val)}/{len(split.x_test)}",
         "strategies": ", ".join(names),
-        "students": ", ".join(label for label, _ in architectures),
+        "students": ", ".join(architectures),
+        "workers": workers,
         "epochs": epochs,
         "repeats": repeats,
         "seeds": ", ".join(str(seed + i) for i in range(repeats)),
@@ -231,7 +286,7 @@ class _Context:
     latency_samples: int
 
 
-def _run_unit(context, strategy, label, make_student, seed, repeats, trained, models_dir) -> dict:
+def run_unit(context, strategy, label, make_student, seed, repeats, trained, models_dir) -> dict:
     record = {
         "strategy": strategy.name,
         "student": label,
@@ -319,6 +374,50 @@ def _train(context, strategy, make_student, seed):
     return compression.strip(trained) if strategy.sparsity else trained
 
 
+def load_worker_context(setup: dict):
+    """Rebuilds, in a worker process, what `run_unit` needs (see `kdistill.parallel`).
+
+    Returns:
+        `(context, architectures)`: a `_Context` and `{label: make_student}`.
+    """
+    split = data.load(
+        setup["dataset"], setup["data_path"], seed=setup["seed"], max_train=setup["max_train"]
+    )
+    teacher = saving.load_model(setup["teacher_path"], unsafe=setup["unsafe_load"])
+    with np.load(setup["teacher_outputs_path"]) as cached:
+        teacher_train, teacher_test = cached["train"], cached["test"]
+    context = _Context(
+        split,
+        teacher,
+        teacher_train,
+        teacher_test,
+        setup["teacher_record"],
+        setup["epochs"],
+        setup["latency_samples"],
+    )
+    architectures = _architectures(
+        setup["student_path"], setup["student_widths"], split, setup["unsafe_load"]
+    )
+    return context, dict(architectures)
+
+
+def _model_path(model, default_path: str) -> str:
+    """`model` itself if it is a path; else saves it (atomically) to `default_path`."""
+    if isinstance(model, str):
+        return model
+    tmp = default_path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, default_path)
+    return default_path
+
+
+def _save_arrays(path: str, **arrays) -> str:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic.write_bytes(path, buffer.getvalue())
+    return path
+
+
 def _losses(strategy, teacher, student):
     if strategy.training == "kd":
         return losses_lib.SoftTargetKD(strategy.temperature)
@@ -352,6 +451,7 @@ def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
         say(f"Using the teacher saved in {saved}.")
         return saving.load_model(saved)
     say(f"Training the built-in teacher ({epochs} epochs) ...", flush=True)
+    keras.utils.set_random_seed(seed)  # its initial weights too, whatever ran before
     model = training.fit_supervised(
         models.teacher_for(split.input_shape, split.num_classes),
         split,

@@ -30,12 +30,12 @@ def mlp(
         >>> mlp((8, 8, 1), 10, hidden_units=(32,)).count_params()
         2410
     """
-    inputs = keras.Input(shape=tuple(input_shape))
-    x = keras.layers.Flatten()(inputs) if len(input_shape) > 1 else inputs
+    inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
+    x = keras.layers.Flatten(name=f"{name}_flatten")(inputs) if len(input_shape) > 1 else inputs
     for i, units in enumerate(hidden_units):
         x = keras.layers.Dense(units, activation="relu", name=f"{name}_hidden{i}")(x)
         if dropout:
-            x = keras.layers.Dropout(dropout)(x)
+            x = keras.layers.Dropout(dropout, name=f"{name}_dropout{i}")(x)
     outputs = keras.layers.Dense(num_classes, name=f"{name}_logits")(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -61,16 +61,16 @@ def small_cnn(
     Returns:
         A functional `keras.Model`.
     """
-    inputs = keras.Input(shape=tuple(input_shape))
+    inputs = keras.Input(shape=tuple(input_shape), name=f"{name}_input")
     x = inputs
     for i, f in enumerate(filters):
         x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{name}_conv{i}")(x)
         if x.shape[1] >= 2 and x.shape[2] >= 2:
-            x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
+            x = keras.layers.MaxPooling2D(name=f"{name}_pool{i}")(x)
+    x = keras.layers.Flatten(name=f"{name}_flatten")(x)
     x = keras.layers.Dense(dense_units, activation="relu", name=f"{name}_hidden0")(x)
     if dropout:
-        x = keras.layers.Dropout(dropout)(x)
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
     outputs = keras.layers.Dense(num_classes, name=f"{name}_logits")(x)
     return keras.Model(inputs, outputs, name=name)
 

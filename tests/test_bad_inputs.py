@@ -241,6 +241,11 @@ CASES = {
         PermissionError,
         "Cannot create the output directory",
     ),
+    "compare workers below 1": (
+        lambda tmp: compare.run(output_dir=str(tmp / "run"), workers=0, verbose=False),
+        ValueError,
+        "argument `workers`.*integer >= 1",
+    ),
     ".npz without the expected keys": (
         lambda tmp: data.load(data_path=npz_without_keys(tmp)),
         ValueError,

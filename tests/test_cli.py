@@ -104,9 +104,12 @@ def test_compare_command_runs_a_reduced_grid(tmp_path):
         out,
         "--max_size_kb",
         "0.5",
+        "--workers",
+        "2",
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "[2/2] kd+int8 (w8)" in result.stdout
+    assert "Running 2 strategies in 2 worker processes" in result.stdout
+    assert "kd+int8 (w8): accuracy" in result.stdout
     assert "No strategy meets the budget (size <= 0.5 KB)" in result.stdout
     assert os.path.exists(os.path.join(out, "pareto.png"))
 

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from kdistill import backend, compare, export, pareto, report
+from kdistill import backend, compare, export, pareto, report, strategies
 
 STRATEGIES = ["labels", "kd_t4_a0.1", "kd+int8", "kd+prune50+dynamic", "kd+qat8"]
 
@@ -127,6 +127,31 @@ def test_resume_keeps_finished_strategies_and_runs_only_new_ones(finished, monke
     after = {r["strategy"]: r for r in result.records}
     for name, record in before.items():
         assert after[name]["elapsed_s"] == record["elapsed_s"]
+
+
+def picked(result):
+    record = result.recommendation["record"]
+    return record and (record["strategy"], record["student"])
+
+
+@pytest.mark.slow
+def test_two_workers_give_the_same_results_as_a_sequential_run(finished, tmp_path):
+    parallel_run = small_run(
+        str(tmp_path / "run"), budget=pareto.Budget(max_size_kb=6.0), workers=2
+    )
+    measured = ["strategy", "student", "status", "params", "tflite_size_bytes", "gzip_size_bytes"]
+    measured += ["accuracy", "accuracies", "teacher_agreement", "compression_ratio", "pareto"]
+    for sequential, parallel in zip(finished.records, parallel_run.records, strict=True):
+        assert [parallel.get(k) for k in measured] == [sequential.get(k) for k in measured]
+    assert picked(parallel_run) == picked(finished)
+    assert not os.path.exists(os.path.join(parallel_run.output_dir, ".teacher_outputs.npz"))
+
+
+def test_strategies_that_share_a_trained_student_run_in_one_job():
+    from kdistill.parallel import group_units
+
+    units = [(w, strategies.parse(n)) for w in ("w8", "w16") for n in ("kd", "labels", "kd+int8")]
+    assert group_units(units) == [[0, 2], [1], [3, 5], [4]]
 
 
 def test_unknown_strategy_fails_before_any_training(tmp_path):
