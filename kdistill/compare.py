@@ -158,7 +158,7 @@ def run(
         f"{teacher_record['tflite_size_bytes'] / 1024:.1f} KB"
     )
 
-    architectures = dict(_architectures(student, student_widths, split, unsafe_load))
+    architectures = _architectures(student, student_widths, split, unsafe_load)
     records = [r for r in report.load_results(out) if r.get("status") == "ok"] if resume else []
     done = {(r["strategy"], r["student"]) for r in records}
     units = [(label, s) for label in architectures for s in parsed if (s.name, label) not in done]
@@ -395,10 +395,9 @@ def load_worker_context(setup: dict):
         setup["epochs"],
         setup["latency_samples"],
     )
-    architectures = _architectures(
+    return context, _architectures(
         setup["student_path"], setup["student_widths"], split, setup["unsafe_load"]
     )
-    return context, dict(architectures)
 
 
 def _model_path(model, default_path: str) -> str:
@@ -457,19 +456,18 @@ def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
         split,
         training.FitSettings(epochs=epochs, seed=seed),
     )
-    tmp = os.path.join(out, ".teacher.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, saved)
+    _model_path(model, saved)
     return model
 
 
-def _architectures(student, widths, split, unsafe_load) -> list:
+def _architectures(student, widths, split, unsafe_load) -> dict:
+    """`{label: make_student}`: "custom" for a given student, else "w<width>" per width."""
     if student is not None:
         template = (
             saving.load_model(student, unsafe=unsafe_load) if isinstance(student, str) else student
         )
         backend.check_model(template, "student")
-        return [("custom", lambda: keras.models.clone_model(template))]
+        return {"custom": lambda: keras.models.clone_model(template)}
     widths = list(widths)
     if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in widths):
         raise ValueError(
@@ -477,7 +475,7 @@ def _architectures(student, widths, split, unsafe_load) -> list:
             f"Received: {widths!r}"
         )
     shape, classes = split.input_shape, split.num_classes
-    return [(f"w{w}", lambda w=w: models.student_for(shape, classes, w)) for w in widths]
+    return {f"w{w}": (lambda w=w: models.student_for(shape, classes, w)) for w in widths}
 
 
 def _model_file(strategy_name, label) -> str:
