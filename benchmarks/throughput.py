@@ -294,7 +294,9 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
         model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce())
         model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
-    share = 0.0 if stolen is None else (stolen_seconds() - stolen) / (seconds * os.cpu_count())
+    share = (
+        0.0 if stolen is None else (stolen_seconds() - stolen) / (seconds * (os.cpu_count() or 1))
+    )
     logits = np.asarray(model.student.predict(x_test, verbose=0))
     return seconds, float(np.mean(np.argmax(logits, -1) == y_test)), share
 
