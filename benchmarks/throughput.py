@@ -183,14 +183,19 @@ def stolen_seconds():
         return None
 
 
+def stolen_share(since, seconds):
+    """Share of the CPUs stolen in the `seconds` since `stolen_seconds()` read `since`."""
+    now = stolen_seconds()
+    if since is None or now is None:
+        return 0.0
+    return (now - since) / (seconds * (os.cpu_count() or 1))
+
+
 def timed_epoch(run):
     """Runs one epoch; returns (seconds, share of the CPUs stolen meanwhile)."""
-    before = stolen_seconds()
+    since = stolen_seconds()
     seconds = run()
-    after = stolen_seconds()
-    if before is None or after is None:
-        return seconds, 0.0
-    return seconds, (after - before) / (seconds * (os.cpu_count() or 1))
+    return seconds, stolen_share(since, seconds)
 
 
 def paired_median(times, ratio):
@@ -273,7 +278,7 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
     keras.utils.set_random_seed(seed)
     teacher, make_student = pair("mlp", x.shape[1:], 10)
     teacher.set_weights(TRAINED_TEACHER.get_weights())
-    stolen = stolen_seconds()
+    since = stolen_seconds()
     start = time.perf_counter()
     if recommended:
         cached = cache_teacher_outputs(teacher, x, batch_size=1024)
@@ -294,9 +299,7 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
         model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce())
         model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
     seconds = time.perf_counter() - start
-    share = (
-        0.0 if stolen is None else (stolen_seconds() - stolen) / (seconds * (os.cpu_count() or 1))
-    )
+    share = stolen_share(since, seconds)
     logits = np.asarray(model.student.predict(x_test, verbose=0))
     return seconds, float(np.mean(np.argmax(logits, -1) == y_test)), share
 
