@@ -11,7 +11,7 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-from kdistill import backend, inputs, offline, outputs, validation
+from kdistill import backend, inputs, offline, outputs, trackers, validation
 from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
@@ -107,13 +107,14 @@ class Distiller(keras.Model):
         self._teachers_return_probabilities = [outputs.returns_probabilities(t) for t in teachers]
         self._student_returns_probabilities = outputs.returns_probabilities(student)
 
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        self.term_trackers = (
-            [keras.metrics.Mean(name=n) for n in _term_names(self.distillation_losses)]
-            if len(self.distillation_losses) > 1
-            else []
+        # One variable for every logged loss: a Mean each would add two
+        # variable updates per loss to every step. Named "loss" so that
+        # `evaluate(return_dict=False)` still lists the total loss first.
+        self._term_names = (
+            _term_names(self.distillation_losses) if len(self.distillation_losses) > 1 else []
+        )
+        self.loss_means = trackers.LossMeans(
+            ["loss", "student_loss", "distillation_loss", *self._term_names], name="loss"
         )
         # Filled only while a TeacherAgreement callback asks for them.
         self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
@@ -190,12 +191,7 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
-        own = [
-            self.loss_tracker,
-            self.student_loss_tracker,
-            self.distillation_loss_tracker,
-            *self.term_trackers,
-        ]
+        own = [self.loss_means]
         agreement = [self.teacher_agreement_tracker, self.teacher_kl_tracker]
         if self._track_teacher_agreement:
             own += agreement
@@ -330,18 +326,14 @@ class Distiller(keras.Model):
             "total": total,
             "student": hard_mean,
             "distillation": distill_mean,
-            "terms": [mean(t) for t in terms] if self.term_trackers else [],
+            "terms": [mean(t) for t in terms] if self._term_names else [],
             "batch": local_batch,
         }
         return total / replicas, y_pred, logs
 
     def _update_trackers(self, logs):
-        batch = logs["batch"]
-        self.loss_tracker.update_state(logs["total"], sample_weight=batch)
-        self.student_loss_tracker.update_state(logs["student"], sample_weight=batch)
-        self.distillation_loss_tracker.update_state(logs["distillation"], sample_weight=batch)
-        for tracker, value in zip(self.term_trackers, logs["terms"]):
-            tracker.update_state(value, sample_weight=batch)
+        values = [logs["total"], logs["student"], logs["distillation"], *logs["terms"]]
+        self.loss_means.update_state(values, sample_weight=logs["batch"])
 
     # -- steps -------------------------------------------------------------
 

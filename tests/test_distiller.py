@@ -68,6 +68,17 @@ def test_logs_carry_component_losses_for_training_and_validation():
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_evaluate_without_a_dict_lists_the_total_loss_first():
+    x, y = toy_data()
+    distiller = make()
+    distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce(), metrics=["accuracy"])
+    as_dict = distiller.evaluate(x, y, verbose=0, return_dict=True)
+    as_list = distiller.evaluate(x, y, verbose=0)
+    assert len(as_list) == len(as_dict) == 4
+    assert as_list[0] == pytest.approx(as_dict["loss"])
+    assert sorted(as_list) == pytest.approx(sorted(as_dict.values()))
+
+
 def test_several_losses_log_one_term_each():
     x, y = toy_data()
     distiller = make(
