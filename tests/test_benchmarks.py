@@ -16,12 +16,19 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 @pytest.mark.slow
 @pytest.mark.skipif(backend.LEGACY_KERAS, reason="one smoke pass (Keras 3) keeps the scripts alive")
 @pytest.mark.parametrize(
-    "name", ["throughput", "tflite_latency", "hinton_mnist", "compression_frontier"]
+    "script, flags, name",
+    [
+        ("throughput", [], "throughput"),
+        ("throughput", ["--focus=offline"], "throughput_offline"),
+        ("tflite_latency", [], "tflite_latency"),
+        ("hinton_mnist", [], "hinton_mnist"),
+        ("compression_frontier", [], "compression_frontier"),
+    ],
 )
-def test_benchmark_smoke_run_writes_its_results(name, tmp_path):
+def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KDISTILL_BENCHMARK_RESULTS=str(tmp_path))
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / f"{name}.py"), "--smoke"],
+        [sys.executable, str(BENCHMARKS / f"{script}.py"), "--smoke", *flags],
         capture_output=True,
         text=True,
         env=env,
@@ -31,3 +38,8 @@ def test_benchmark_smoke_run_writes_its_results(name, tmp_path):
     payload = json.loads((tmp_path / f"{name}.smoke.json").read_text())
     assert payload["benchmark"] == name and payload["smoke"] is True
     assert payload["machine"]["tensorflow"]
+    if script == "throughput":  # both clocks, and the ratio the offline target is judged on
+        assert payload["speed"] and all(
+            s["offline_over_floor"] > 0 and s["offline_over_floor_cpu"] > 0
+            for s in payload["speed"]
+        )
