@@ -20,7 +20,9 @@ class LossMeans(keras.metrics.Metric):
     Args:
         names: The log name of each loss, in the order `update_state` gets
             their values.
-        name: Name of the metric itself (not shown in the logs).
+        name: Name of the metric itself. It is not a log entry, but Keras
+            lists first the log whose name equals it when `evaluate` returns
+            a list.
 
     Example:
         >>> means = LossMeans(["loss", "student_loss"])
