@@ -97,8 +97,8 @@ class EpochTimer(keras.callbacks.Callback):
     `fit`'s own set-up (data adapters, callbacks) is left out: what is
     timed is the training loop that the variants differ in. The CPU time is
     this process's (all threads); time the hypervisor steals from the
-    virtual CPUs is not counted in it, so it stays comparable between rounds
-    when the wall time does not.
+    virtual CPUs is largely left out of it, so it moves less than the wall
+    time between rounds (it still shows neighbours that slow the CPUs).
     """
 
     def __init__(self):
@@ -266,8 +266,7 @@ def ratios(times, suffix):
     }
     if "kdistill_online" in times:
         result[f"online_over_ideal{suffix}"] = paired_median(
-            times,
-            lambda r: r["kdistill_online"] / (r["student_floor"] + r["teacher_forward"]),
+            times, lambda r: r["kdistill_online"] / (r["student_floor"] + r["teacher_forward"])
         )
     return result
 
@@ -277,10 +276,7 @@ def median_interval(values, level=0.9, resamples=2000):
     rng = np.random.default_rng(0)
     medians = np.median(rng.choice(values, (resamples, len(values))), axis=1)
     tail = (1 - level) / 2 * 100
-    return [
-        float(np.percentile(medians, tail)),
-        float(np.percentile(medians, 100 - tail)),
-    ]
+    return [float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))]
 
 
 def memory(kind, jit, spe):
@@ -325,17 +321,10 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
         cached = cache_teacher_outputs(teacher, x, batch_size=1024)
         model = Distiller(None, make_student(), SoftTargetKD(4.0), alpha=0.1)
         model.compile(
-            keras.optimizers.Adam(1e-3),
-            sparse_ce(),
-            jit_compile=True,
-            steps_per_execution=16,
+            keras.optimizers.Adam(1e-3), sparse_ce(), jit_compile=True, steps_per_execution=16
         )
         model.fit(
-            x,
-            offline_targets(y, cached),
-            batch_size=FLAGS.batch_size,
-            epochs=epochs,
-            verbose=0,
+            x, offline_targets(y, cached), batch_size=FLAGS.batch_size, epochs=epochs, verbose=0
         )
     else:
         model = keras.distillation.Distiller(
