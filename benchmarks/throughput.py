@@ -217,7 +217,7 @@ def paired_median(times, ratio):
     return float(np.median([ratio({n: t[i] for n, t in times.items()}) for i in rounds]))
 
 
-def timed_rounds(kind, x, y, jit, spe, rounds, variants=VARIANTS):
+def timed_rounds(kind, x, y, jit, spe, rounds, variants):
     teacher, make_student = pair(kind, x.shape[1:], 10)
     cached = cache_teacher_outputs(teacher, x, batch_size=1024)
     runs = {n: build(n, teacher, make_student, x, y, cached, jit, spe) for n in variants}
@@ -354,27 +354,34 @@ def data():
     return rng.random((n, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, n), None
 
 
+def run_settings(samples):
+    """The settings every throughput results file records."""
+    return {
+        "samples": samples,
+        "cnn_samples": FLAGS.cnn_samples,
+        "batch_size": FLAGS.batch_size,
+        "rounds": FLAGS.rounds,
+        "max_steal": FLAGS.max_steal,
+        "ratios": "median over rounds of each round's ratio; ci90: bootstrap 90% interval "
+        "of that median",
+        "data": FLAGS.data_path or "synthetic 28x28x1",
+    }
+
+
+def measure(kind, x, y, jit, spe, variants):
+    """`timed_rounds` for one pair and setting, labelled with them."""
+    n = FLAGS.cnn_samples if kind == "cnn" else len(x)
+    measured = timed_rounds(kind, x[:n], y[:n], jit, spe, FLAGS.rounds, variants)
+    measured.update(pair=kind, jit_compile=jit, steps_per_execution=spe)
+    return measured
+
+
 def offline_only(x, y, configs):
     """The floor against kdistill offline only, for many rounds (--focus=offline)."""
-    results = {
-        "settings": {
-            "samples": len(x),
-            "cnn_samples": FLAGS.cnn_samples,
-            "batch_size": FLAGS.batch_size,
-            "rounds": FLAGS.rounds,
-            "max_steal": FLAGS.max_steal,
-            "ratios": "median over rounds of each round's ratio; ci90: bootstrap 90% "
-            "interval of that median",
-            "data": FLAGS.data_path or "synthetic 28x28x1",
-        },
-        "speed": [],
-    }
+    results = {"settings": run_settings(len(x)), "speed": []}
     for kind in FLAGS.pairs:
         for jit, spe in configs:
-            n = FLAGS.cnn_samples if kind == "cnn" else len(x)
-            variants = ("student_floor", "kdistill_offline")
-            measured = timed_rounds(kind, x[:n], y[:n], jit, spe, FLAGS.rounds, variants)
-            measured.update(pair=kind, jit_compile=jit, steps_per_execution=spe)
+            measured = measure(kind, x, y, jit, spe, ("student_floor", "kdistill_offline"))
             results["speed"].append(measured)
             print(
                 f"{kind} jit={jit} spe={spe}: offline/floor "
@@ -410,23 +417,10 @@ def main(argv):
     if FLAGS.focus == "offline":
         offline_only(x, y, configs)
         return
-    results = {
-        "settings": {
-            "samples": len(x),
-            "batch_size": FLAGS.batch_size,
-            "rounds": FLAGS.rounds,
-            "max_steal": FLAGS.max_steal,
-            "ratios": "median over rounds of each round's ratio",
-            "data": FLAGS.data_path or "synthetic 28x28x1",
-        },
-        "speed": [],
-        "memory": {},
-    }
+    results = {"settings": run_settings(len(x)), "speed": [], "memory": {}}
     for kind in FLAGS.pairs:
         for jit, spe in configs:
-            n = FLAGS.cnn_samples if kind == "cnn" else len(x)
-            measured = timed_rounds(kind, x[:n], y[:n], jit, spe, FLAGS.rounds)
-            measured.update(pair=kind, jit_compile=jit, steps_per_execution=spe)
+            measured = measure(kind, x, y, jit, spe, VARIANTS)
             results["speed"].append(measured)
             rel = measured["relative_to_floor"]
             print(
