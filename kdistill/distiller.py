@@ -117,8 +117,9 @@ class Distiller(keras.Model):
             ["loss", "student_loss", "distillation_loss", *self._term_names], name="loss"
         )
         # Filled only while a TeacherAgreement callback asks for them.
-        self.teacher_agreement_tracker = keras.metrics.Mean(name="teacher_agreement")
-        self.teacher_kl_tracker = keras.metrics.Mean(name="teacher_kl")
+        self.agreement_means = trackers.LossMeans(
+            ["teacher_agreement", "teacher_kl"], name="agreement_means"
+        )
         self._track_teacher_agreement = False
         self._student_loss = None
         # Both models are built (or build on first call); nothing to create.
@@ -191,16 +192,10 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
-        own = [self.loss_means]
-        agreement = [self.teacher_agreement_tracker, self.teacher_kl_tracker]
-        if self._track_teacher_agreement:
-            own += agreement
+        mine = [self.loss_means, self.agreement_means]
+        own = mine if self._track_teacher_agreement else mine[:1]
         # Keras 3 adds its own "loss" tracker, which this step does not feed.
-        rest = [
-            m
-            for m in super().metrics
-            if m.name != "loss" and not _contains(own, m) and not _contains(agreement, m)
-        ]
+        rest = [m for m in super().metrics if m.name != "loss" and not _contains(mine, m)]
         return own + rest
 
     # -- forward passes ----------------------------------------------------
@@ -284,9 +279,10 @@ class Distiller(keras.Model):
         match = tf.cast(
             tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
         )
-        self.teacher_agreement_tracker.update_state(tf.reduce_mean(match), sample_weight=batch)
         kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
-        self.teacher_kl_tracker.update_state(tf.reduce_mean(kl), sample_weight=batch)
+        self.agreement_means.update_state(
+            [tf.reduce_mean(match), tf.reduce_mean(kl)], sample_weight=batch
+        )
 
     def _objective(self, x, y, teacher, sample_weight, training):
         """Returns (total loss for this replica, y_pred, values to log).
@@ -329,7 +325,9 @@ class Distiller(keras.Model):
             "terms": [mean(t) for t in terms] if self._term_names else [],
             "batch": local_batch,
         }
-        return total / replicas, y_pred, logs
+        if replicas > 1:  # each replica's share of the global-batch mean
+            total = total / replicas
+        return total, y_pred, logs
 
     def _update_trackers(self, logs):
         values = [logs["total"], logs["student"], logs["distillation"], *logs["terms"]]

@@ -91,7 +91,8 @@ def student_for(input_shape, num_classes: int, width: int):
     """Returns the built-in student of a given width (its hidden size).
 
     A one-hidden-layer MLP of `width` units for small inputs; for images of at
-    least 16x16 a CNN with `width` and `2 * width` filters.
+    least 16x16 a CNN with `width // 4` and `width // 2` filters and a dense
+    layer of `width` units.
     """
     if width <= 0:
         raise ValueError(

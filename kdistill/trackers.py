@@ -7,6 +7,8 @@ step; on a small student trained without XLA these extra operations are a
 measurable share of the step. `LossMeans` keeps every sum and the shared count
 in one vector, updated with a single `assign_add`, and its `result()` is a
 dict, which Keras (3 and tf_keras) puts into the logs as separate entries.
+The `Distiller` keeps its teacher-agreement values (`teacher_agreement`,
+`teacher_kl`) in a second one.
 """
 
 from __future__ import annotations

@@ -118,6 +118,19 @@ def test_agreement_is_exactly_one_for_a_clone_of_the_teacher():
     assert history["teacher_kl"][0] == pytest.approx(0.0, abs=1e-6)
 
 
+def test_agreement_is_logged_only_while_the_callback_asks():
+    x, y = toy_data()
+    distiller = pair()
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    plain = distiller.fit(x, y, epochs=1, verbose=0).history
+    tracked = distiller.fit(x, y, epochs=1, verbose=0, callbacks=[TeacherAgreement()]).history
+    after = distiller.fit(x, y, epochs=1, verbose=0).history
+    for history in (plain, after):
+        assert "teacher_agreement" not in history and "teacher_kl" not in history
+    assert 0.0 <= tracked["teacher_agreement"][0] <= 1.0
+    assert tracked["teacher_kl"][0] >= 0.0
+
+
 def test_agreement_is_near_chance_for_a_random_student():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4)).astype("float32")

@@ -14,7 +14,7 @@ class TeacherAgreement(keras.callbacks.Callback):
     metrics computed inside the compiled step (no extra forward pass), and
     appear as `val_teacher_agreement` / `val_teacher_kl` when `fit` has
     validation data, so `EarlyStopping` and `ModelCheckpoint` can monitor
-    them.
+    them. They are computed only during the `fit` that has this callback.
 
     Example:
         >>> distiller.fit(x, y, validation_data=(xv, yv), callbacks=[
@@ -27,3 +27,7 @@ class TeacherAgreement(keras.callbacks.Callback):
         distiller.track_teacher_agreement(True)
         distiller.make_train_function(force=True)
         distiller.make_test_function(force=True)
+
+    def on_train_end(self, logs=None):
+        # The extra work stops with the fit that asked for it.
+        require_distiller(self.model, self).track_teacher_agreement(False)
