@@ -13,7 +13,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from kdistill import atomic, backend, data  # noqa: E402
+from kdistill import atomic, backend, data, models  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
 
 RESULTS = os.environ.get(
@@ -77,3 +77,15 @@ def load(data_path, smoke, max_train=None):
 
 def mean_std(values) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}"
+
+
+def student_width_for_ratio(shape, classes, teacher_params, ratio) -> int:
+    """The width of the built-in student (`models.student_for`) whose
+    parameter count is closest to `teacher_params / ratio`."""
+    target = teacher_params / ratio
+    best = None
+    for width in range(2, 513, 2):
+        params = models.student_for(shape, classes, width).count_params()
+        if best is None or abs(params - target) < abs(best[1] - target):
+            best = (width, params)
+    return best[0]

@@ -25,6 +25,7 @@ flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: digits).")
 flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
 flags.DEFINE_integer("samples", 500, "Samples timed per model.")
 flags.DEFINE_integer("epochs", 3, "Training epochs (latency does not depend on them).")
+flags.DEFINE_list("ratios", ["3", "10", "100"], "Teacher/student parameter ratios of the students.")
 FLAGS = flags.FLAGS
 
 
@@ -45,9 +46,12 @@ def main(argv):
     samples = 20 if FLAGS.smoke else FLAGS.samples
     settings = training.FitSettings(epochs=1 if FLAGS.smoke else FLAGS.epochs)
     shape, classes = split.input_shape, split.num_classes
-    candidates = {"teacher": models.teacher_for(shape, classes)}
-    for width in (16, 64) if FLAGS.smoke else (16, 64, 256):
-        candidates[f"student_w{width}"] = models.student_for(shape, classes, width)
+    teacher = models.teacher_for(shape, classes)
+    candidates = {"teacher": teacher}
+    ratios = [float(r) for r in (FLAGS.ratios[:2] if FLAGS.smoke else FLAGS.ratios)]
+    for ratio in ratios:
+        width = common.student_width_for_ratio(shape, classes, teacher.count_params(), ratio)
+        candidates[f"student 1/{ratio:g}"] = models.student_for(shape, classes, width)
     rows = []
     for name, model in candidates.items():
         training.fit_supervised(model, split, settings)
@@ -76,17 +80,20 @@ def main(argv):
             )
     print(
         f"{'model':<14}{'format':<16}{'params':>9}{'KB':>9}{'gzip KB':>9}"
-        f"{'median ms':>11}{'p95 ms':>9}"
+        f"{'accuracy':>9}{'median ms':>11}{'p95 ms':>9}"
     )
     for r in rows:
         kb = f"{r['size_bytes'] / 1024:.1f}" if "size_bytes" in r else "-"
         gz = f"{r['gzip_size_bytes'] / 1024:.1f}" if "gzip_size_bytes" in r else "-"
+        accuracy = f"{r['accuracy']:.4f}" if "accuracy" in r else "-"
         print(
-            f"{r['model']:<14}{r['format']:<16}{r['params']:>9}{kb:>9}{gz:>9}"
+            f"{r['model']:<14}{r['format']:<16}{r['params']:>9}{kb:>9}{gz:>9}{accuracy:>9}"
             f"{r['latency_ms_median']:>11.4f}{r['latency_ms_p95']:>9.4f}"
         )
     common.write(
-        "tflite_latency", {"data": split.name, "samples_timed": samples, "rows": rows}, FLAGS.smoke
+        "tflite_latency",
+        {"data": split.name, "samples_timed": samples, "ratios": ratios, "rows": rows},
+        FLAGS.smoke,
     )
 
 
