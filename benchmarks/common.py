@@ -80,8 +80,18 @@ def mean_std(values) -> str:
 
 
 def student_width_for_ratio(shape, classes, teacher_params, ratio) -> int:
-    """The width of the built-in student (`models.student_for`) whose
-    parameter count is closest to `teacher_params / ratio`."""
+    """The width of the built-in student closest to a parameter ratio.
+
+    Args:
+        shape: Input shape of one sample.
+        classes: Number of classes.
+        teacher_params: The teacher's parameter count.
+        ratio: How many times fewer parameters the student should have.
+
+    Returns:
+        The even width (2 to 512) for `models.student_for` whose parameter
+        count is closest to ``teacher_params / ratio``.
+    """
     target = teacher_params / ratio
     best = None
     for width in range(2, 513, 2):

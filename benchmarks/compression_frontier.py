@@ -36,9 +36,13 @@ FLAGS = flags.FLAGS
 def train_teacher(split, epochs):
     """The reference teacher: a small CNN for images (a regularised MLP else).
 
-    Images are shifted by up to 2 pixels in training (the layer is a no-op at
-    inference and in the TFLite file), and the learning rate decays from
-    2e-3 to 0 over the epochs (cosine).
+    Images are shifted by up to 2 pixels in training (the shift layer passes
+    inputs through unchanged at inference, so the exported file computes the
+    plain CNN), and the learning rate decays from 2e-3 to 0 over the epochs
+    (cosine).
+
+    Returns:
+        The trained teacher.
     """
     shape, classes = split.input_shape, split.num_classes
     if len(shape) == 3 and shape[0] >= 16:
