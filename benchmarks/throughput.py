@@ -24,6 +24,12 @@ stolen in each kept one.
 
     python benchmarks/throughput.py --data_path ../shared/data/mnist.npz
     python benchmarks/throughput.py --smoke        # seconds; what CI runs
+
+Two focused modes rerun a subset of the variants for more rounds, to resolve
+one ratio more finely: --focus=offline (the floor against kdistill offline)
+and --focus=online (the floor, the teacher's forward pass, kdistill online and
+Keras's distiller). --shuffle_order runs the variants of each round in a new
+random order, so no variant always follows the same one.
 """
 
 from __future__ import annotations
@@ -62,10 +68,20 @@ flags.DEFINE_boolean("job", True, "Also time the whole 10-epoch job against Kera
 flags.DEFINE_enum(
     "focus",
     "all",
-    ["all", "offline"],
+    ["all", "offline", "online"],
     "all: every variant, memory and the job (results in throughput.json). offline: only "
     "the floor and kdistill offline, alternated for --rounds rounds, to resolve their "
-    "ratio more finely than the full run can (results in throughput_offline.json).",
+    "ratio more finely than the full run can (results in throughput_offline.json). "
+    "online: the floor, the teacher's forward pass, kdistill online and Keras's "
+    "distiller (results in throughput_online.json).",
+)
+flags.DEFINE_list(
+    "settings",
+    ["off-1", "on-1", "off-16", "on-16"],
+    "jit_compile (on/off) and steps_per_execution of each setting to measure, as JIT-STEPS.",
+)
+flags.DEFINE_boolean(
+    "shuffle_order", False, "Run each round's variants in a new random order (seeded)."
 )
 FLAGS = flags.FLAGS
 
@@ -227,8 +243,12 @@ def timed_rounds(kind, x, y, jit, spe, rounds, variants):
     times = {n: [] for n in runs}
     cpu_times = {n: [] for n in runs}
     stolen, repeated = [], 0
+    order = np.random.default_rng(0)
     while len(stolen) < rounds:
-        measured = {name: timed_epoch(run) for name, run in runs.items()}
+        names = list(runs)
+        if FLAGS.shuffle_order:
+            order.shuffle(names)
+        measured = {name: timed_epoch(runs[name]) for name in names}
         worst = max(share for _, _, share in measured.values())
         if worst > FLAGS.max_steal and repeated < rounds:
             repeated += 1
@@ -257,17 +277,17 @@ def ratios(times, suffix):
         f"relative_to_floor{suffix}": {
             n: paired_median(times, lambda r, n=n: r[n] / r["student_floor"]) for n in times
         },
-        f"offline_over_floor{suffix}": paired_median(
-            times, lambda r: r["kdistill_offline"] / r["student_floor"]
-        ),
-        f"offline_over_floor_ci90{suffix}": median_interval(
-            np.divide(times["kdistill_offline"], times["student_floor"])
-        ),
     }
-    if "kdistill_online" in times:
-        result[f"online_over_ideal{suffix}"] = paired_median(
-            times, lambda r: r["kdistill_online"] / (r["student_floor"] + r["teacher_forward"])
-        )
+    per_round = {  # ratio name -> that ratio in each round, where its variants ran
+        "offline_over_floor": ("kdistill_offline", ("student_floor",)),
+        "online_over_ideal": ("kdistill_online", ("student_floor", "teacher_forward")),
+        "online_over_keras": ("kdistill_online", ("keras_distiller",)),
+    }
+    for name, (numerator, parts) in per_round.items():
+        if numerator in times and all(p in times for p in parts):
+            values = np.divide(times[numerator], np.sum([times[p] for p in parts], axis=0))
+            result[f"{name}{suffix}"] = float(np.median(values))
+            result[f"{name}_ci90{suffix}"] = median_interval(values)
     return result
 
 
@@ -362,6 +382,7 @@ def run_settings(samples):
         "batch_size": FLAGS.batch_size,
         "rounds": FLAGS.rounds,
         "max_steal": FLAGS.max_steal,
+        "variant_order": "shuffled per round" if FLAGS.shuffle_order else "fixed",
         "ratios": "median over rounds of each round's ratio; ci90: bootstrap 90% interval "
         "of that median",
         "data": FLAGS.data_path or "synthetic 28x28x1",
@@ -376,21 +397,49 @@ def measure(kind, x, y, jit, spe, variants):
     return measured
 
 
-def offline_only(x, y, configs):
-    """The floor against kdistill offline only, for many rounds (--focus=offline)."""
+FOCUSED = {  # --focus -> (variants, ratios printed)
+    "offline": (("student_floor", "kdistill_offline"), ("offline_over_floor",)),
+    "online": (
+        ("student_floor", "teacher_forward", "kdistill_online", "keras_distiller"),
+        ("online_over_ideal", "online_over_keras"),
+    ),
+}
+
+
+def focused(x, y, configs):
+    """A subset of the variants for many rounds (--focus=offline or online)."""
+    variants, printed = FOCUSED[FLAGS.focus]
     results = {"settings": run_settings(len(x)), "speed": []}
     for kind in FLAGS.pairs:
         for jit, spe in configs:
-            measured = measure(kind, x, y, jit, spe, ("student_floor", "kdistill_offline"))
+            measured = measure(kind, x, y, jit, spe, variants)
             results["speed"].append(measured)
-            print(
-                f"{kind} jit={jit} spe={spe}: offline/floor "
-                f"{measured['offline_over_floor']:.3f} {measured['offline_over_floor_ci90']}"
-                f"; CPU {measured['offline_over_floor_cpu']:.3f} "
-                f"{measured['offline_over_floor_ci90_cpu']}",
-                flush=True,
+            summary = "; ".join(
+                f"{r} {measured[r]:.3f} {fmt(measured[r + '_ci90'])}, CPU "
+                f"{measured[r + '_cpu']:.3f} {fmt(measured[r + '_ci90_cpu'])}"
+                for r in printed
+                if r in measured
             )
-    common.write("throughput_offline", results, FLAGS.smoke)
+            print(f"{kind} jit={jit} spe={spe}: {summary}", flush=True)
+    common.write(f"throughput_{FLAGS.focus}", results, FLAGS.smoke)
+
+
+def fmt(interval):
+    return f"({interval[0]:.3f}-{interval[1]:.3f})"
+
+
+def parse_settings(settings):
+    """["on-16", ...] -> [(True, 16), ...]; a clear error for anything else."""
+    configs = []
+    for setting in settings:
+        jit, _, spe = setting.partition("-")
+        if jit not in ("on", "off") or not spe.isdigit() or int(spe) < 1:
+            raise app.UsageError(
+                f"Invalid value in --settings: {setting!r}. Write each setting as "
+                "JIT-STEPS with JIT on or off and STEPS a positive integer, e.g. on-16."
+            )
+        configs.append((jit == "on", int(spe)))
+    return configs
 
 
 def main(argv):
@@ -411,11 +460,11 @@ def main(argv):
             print("PEAK_RSS_NOT_RESETTABLE", baseline)
         print(f"PEAK_RSS_MB {common.peak_rss_mb():.1f}")
         return
-    configs = [(False, 1), (True, 1), (False, 16), (True, 16)]
+    configs = parse_settings(FLAGS.settings)
     if FLAGS.smoke:
         configs = configs[:1]
-    if FLAGS.focus == "offline":
-        offline_only(x, y, configs)
+    if FLAGS.focus != "all":
+        focused(x, y, configs)
         return
     results = {"settings": run_settings(len(x)), "speed": [], "memory": {}}
     for kind in FLAGS.pairs:

@@ -20,6 +20,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
     [
         ("throughput", [], "throughput"),
         ("throughput", ["--focus=offline"], "throughput_offline"),
+        ("throughput", ["--focus=online", "--shuffle_order"], "throughput_online"),
         ("tflite_latency", [], "tflite_latency"),
         ("hinton_mnist", [], "hinton_mnist"),
         ("compression_frontier", [], "compression_frontier"),
@@ -38,8 +39,27 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
     payload = json.loads((tmp_path / f"{name}.smoke.json").read_text())
     assert payload["benchmark"] == name and payload["smoke"] is True
     assert payload["machine"]["tensorflow"]
-    if script == "throughput":  # both clocks, and the ratio the offline target is judged on
+    judged = {  # the ratios each throughput target is judged on, by both clocks
+        "throughput": ["offline_over_floor", "online_over_ideal"],
+        "throughput_offline": ["offline_over_floor"],
+        "throughput_online": ["online_over_ideal", "online_over_keras"],
+    }
+    for ratio in judged.get(name, []):
         assert payload["speed"] and all(
-            s["offline_over_floor"] > 0 and s["offline_over_floor_cpu"] > 0
+            s[ratio] > 0 and s[f"{ratio}_cpu"] > 0 and len(s[f"{ratio}_ci90"]) == 2
             for s in payload["speed"]
-        )
+        ), ratio
+
+
+def test_throughput_rejects_a_malformed_setting_with_the_fix(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KDISTILL_BENCHMARK_RESULTS=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "throughput.py"), "--smoke", "--settings=fast-16"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "--settings" in result.stderr and "on-16" in result.stderr
+    assert not list(tmp_path.glob("*.json"))
