@@ -227,12 +227,6 @@ def timed_epoch(run):
     return seconds, cpu_seconds, stolen_share(since, seconds)
 
 
-def paired_median(times, ratio):
-    """Median over rounds of `ratio(round)`, where a round maps variant -> seconds."""
-    rounds = range(len(next(iter(times.values()))))
-    return float(np.median([ratio({n: t[i] for n, t in times.items()}) for i in rounds]))
-
-
 def timed_rounds(kind, x, y, jit, spe, rounds, variants):
     teacher, make_student = pair(kind, x.shape[1:], 10)
     cached = cache_teacher_outputs(teacher, x, batch_size=1024)
@@ -275,7 +269,7 @@ def ratios(times, suffix):
         f"epoch_seconds_median{suffix}": {n: float(np.median(t)) for n, t in times.items()},
         f"epoch_seconds_all{suffix}": times,
         f"relative_to_floor{suffix}": {
-            n: paired_median(times, lambda r, n=n: r[n] / r["student_floor"]) for n in times
+            n: float(np.median(np.divide(t, times["student_floor"]))) for n, t in times.items()
         },
     }
     per_round = {  # ratio name -> that ratio in each round, where its variants ran
@@ -415,8 +409,8 @@ def focused(x, y, configs):
             measured = measure(kind, x, y, jit, spe, variants)
             results["speed"].append(measured)
             summary = "; ".join(
-                f"{r} {measured[r]:.3f} {fmt(measured[r + '_ci90'])}, CPU "
-                f"{measured[r + '_cpu']:.3f} {fmt(measured[r + '_ci90_cpu'])}"
+                f"{r} {measured[r]:.3f} {interval_text(measured[r + '_ci90'])}, CPU "
+                f"{measured[r + '_cpu']:.3f} {interval_text(measured[r + '_ci90_cpu'])}"
                 for r in printed
                 if r in measured
             )
@@ -424,7 +418,7 @@ def focused(x, y, configs):
     common.write(f"throughput_{FLAGS.focus}", results, FLAGS.smoke)
 
 
-def fmt(interval):
+def interval_text(interval):
     return f"({interval[0]:.3f}-{interval[1]:.3f})"
 
 
@@ -444,6 +438,7 @@ def parse_settings(settings):
 
 def main(argv):
     global TRAINED_TEACHER
+    configs = parse_settings(FLAGS.settings)
     x, y, split = data()
     if FLAGS.smoke:
         FLAGS.rounds = 1
@@ -460,7 +455,6 @@ def main(argv):
             print("PEAK_RSS_NOT_RESETTABLE", baseline)
         print(f"PEAK_RSS_MB {common.peak_rss_mb():.1f}")
         return
-    configs = parse_settings(FLAGS.settings)
     if FLAGS.smoke:
         configs = configs[:1]
     if FLAGS.focus != "all":
