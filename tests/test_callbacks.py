@@ -59,6 +59,20 @@ def test_alpha_schedule_per_step_applies_from_that_step():
     assert history["alpha"] == [0.0, 1.0]
 
 
+def test_alpha_schedule_per_step_continues_in_a_resumed_fit():
+    x, y = toy_data()  # 4 steps per epoch
+    distiller = frozen(pair(alpha=0.5))
+    scheduler = AlphaScheduler(lambda step: 0.0 if step < 4 else 1.0, per="step")
+    first = distiller.fit(x, y, epochs=1, batch_size=16, verbose=0, callbacks=[scheduler])
+    resumed = distiller.fit(
+        x, y, epochs=2, initial_epoch=1, batch_size=16, verbose=0, callbacks=[scheduler]
+    )
+    assert first.history["alpha"] == [0.0]
+    # Steps 4-7 belong to the second epoch, whichever fit runs them.
+    assert resumed.history["alpha"] == [1.0]
+    assert resumed.history["loss"][0] == pytest.approx(resumed.history["student_loss"][0], rel=1e-6)
+
+
 def test_scheduled_values_reach_csv_logger(tmp_path):
     x, y = toy_data()
     path = tmp_path / "log.csv"

@@ -27,7 +27,6 @@ class _VariableScheduler(keras.callbacks.Callback):
         self.schedule = schedule
         self.per = validation.check_choice(per, "per", ("epoch", "step"))
         self.verbose = verbose
-        self._step = 0
         self._value = None
 
     def _variables(self, distiller) -> list:
@@ -44,9 +43,6 @@ class _VariableScheduler(keras.callbacks.Callback):
         self._value = value
         return value
 
-    def on_train_begin(self, logs=None):
-        self._step = 0
-
     def on_epoch_begin(self, epoch, logs=None):
         if self.per == "epoch":
             value = self._apply(epoch)
@@ -55,8 +51,10 @@ class _VariableScheduler(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.per == "step":
-            self._apply(self._step)
-            self._step += 1
+            # The optimizer's step count, not a count of this fit's batches:
+            # it carries over a second `fit`, `initial_epoch` and
+            # BackupAndRestore, and counts every step of an execution.
+            self._apply(int(self.model.optimizer.iterations.numpy()))
 
     def on_train_batch_end(self, batch, logs=None):
         if logs is not None and self._value is not None:
@@ -71,10 +69,13 @@ class TemperatureScheduler(_VariableScheduler):
     """Sets every distillation temperature from a schedule.
 
     Works like `keras.callbacks.LearningRateScheduler`: `schedule` takes the
-    0-based epoch index (or, with ``per="step"``, the global step index) and
-    its value applies from the start of that epoch (step). The value appears
-    in the logs as `temperature`, for callbacks listed after this one
-    (CSVLogger, TensorBoard).
+    0-based epoch index (or, with ``per="step"``, the optimizer's step count
+    `optimizer.iterations`, which a resumed or repeated `fit` continues, as
+    Keras's learning-rate schedules do) and its value applies from the start
+    of that epoch (step). With `steps_per_execution` > 1 a per-step value
+    changes between executions only. The value appears in the logs as
+    `temperature`, for callbacks listed after this one (CSVLogger,
+    TensorBoard).
 
     Args:
         schedule: A function of the index, e.g. `kdistill.schedules.linear`.
