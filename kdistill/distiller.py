@@ -176,9 +176,18 @@ class Distiller(keras.Model):
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
     def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
-        """`keras.Model.fit`, after `kdistill.inputs` checks of in-memory data."""
+        """`keras.Model.fit`, after `kdistill.inputs` checks of in-memory data.
+
+        Teacher-agreement tracking is back to its state before the call when
+        `fit` returns or raises (a `TeacherAgreement` callback turns it on for
+        one fit only, and Keras skips `on_train_end` when training raises).
+        """
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
-        return super().fit(x, y, batch_size, *args, **kwargs)
+        tracking = self._track_teacher_agreement
+        try:
+            return super().fit(x, y, batch_size, *args, **kwargs)
+        finally:
+            self.track_teacher_agreement(tracking)
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""

@@ -145,6 +145,22 @@ def test_agreement_is_logged_only_while_the_callback_asks():
     assert tracked["teacher_kl"][0] >= 0.0
 
 
+def test_agreement_stops_when_a_fit_with_the_callback_raises():
+    x, y = toy_data()
+    distiller = pair()
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distiller.fit(x, y, epochs=1, verbose=0, callbacks=[TeacherAgreement(), Interrupt()])
+    after = distiller.fit(x, y, epochs=1, verbose=0).history
+    assert "teacher_agreement" not in after and "teacher_kl" not in after
+    assert "teacher_agreement" not in distiller.evaluate(x, y, verbose=0, return_dict=True)
+
+
 def test_agreement_is_near_chance_for_a_random_student():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 4)).astype("float32")

@@ -27,7 +27,4 @@ class TeacherAgreement(keras.callbacks.Callback):
         distiller.track_teacher_agreement(True)
         distiller.make_train_function(force=True)
         distiller.make_test_function(force=True)
-
-    def on_train_end(self, logs=None):
-        # The extra work stops with the fit that asked for it.
-        require_distiller(self.model, self).track_teacher_agreement(False)
+        # `Distiller.fit` turns tracking off again when this fit ends or raises.
