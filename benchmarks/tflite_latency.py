@@ -1,8 +1,10 @@
 """Export speed: per-sample latency and size of teacher and students.
 
-Keras models (predict on one sample) against their float32, float16,
-dynamic-range and int8 TFLite files (LiteRT interpreter, one thread, batch 1):
-median and p95 latency per sample, file size and gzip size.
+Keras models called on one sample, eagerly (`model(x)`) and as one compiled
+XLA function, against their float32, float16, dynamic-range and int8 TFLite
+files (LiteRT interpreter, batch 1): median and p95 latency per sample, file
+size and gzip size. TensorFlow and the interpreter both run on `--threads`
+threads (default 1), set before TensorFlow starts, so training runs on them too.
 
     python benchmarks/tflite_latency.py --data_path ../shared/data/mnist.npz
     python benchmarks/tflite_latency.py --smoke
@@ -20,28 +22,37 @@ import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from kdistill import export, models, training  # noqa: E402
+from kdistill.backend import tf  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: digits).")
 flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
 flags.DEFINE_integer("samples", 500, "Samples timed per model.")
 flags.DEFINE_integer("epochs", 3, "Training epochs (latency does not depend on them).")
 flags.DEFINE_list("ratios", ["3", "10", "100"], "Teacher/student parameter ratios of the students.")
+flags.DEFINE_integer("threads", 1, "TensorFlow and TFLite interpreter threads.")
 FLAGS = flags.FLAGS
 
 
-def keras_latency(model, x, samples):
-    fn = model.__call__
+def keras_latency(model, x, samples, compiled=False):
+    """Median and p95 ms of one call on one sample: eager, or one XLA function."""
+    fn = lambda sample: model(sample, training=False)  # noqa: E731
+    if compiled:
+        fn = tf.function(fn, jit_compile=True)
     timings = []
     for i in range(samples + 10):
         sample = x[i % len(x)][None, ...]
         start = time.perf_counter()
-        np.asarray(fn(sample, training=False))
+        np.asarray(fn(sample))
         if i >= 10:
             timings.append((time.perf_counter() - start) * 1e3)
     return float(np.median(timings)), float(np.percentile(timings, 95))
 
 
 def main(argv):
+    # Before any TensorFlow operation runs; fixed for the process afterwards.
+    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(FLAGS.threads)
+    started = time.perf_counter()
     split = common.load(FLAGS.data_path, FLAGS.smoke, max_train=None if not FLAGS.smoke else 256)
     samples = 20 if FLAGS.smoke else FLAGS.samples
     settings = training.FitSettings(epochs=1 if FLAGS.smoke else FLAGS.epochs)
@@ -55,20 +66,25 @@ def main(argv):
     rows = []
     for name, model in candidates.items():
         training.fit_supervised(model, split, settings)
-        median, p95 = keras_latency(model, split.x_test, samples)
-        rows.append(
-            {
-                "model": name,
-                "format": "keras",
-                "params": int(model.count_params()),
-                "latency_ms_median": median,
-                "latency_ms_p95": p95,
-            }
-        )
+        for compiled in (False, True):
+            median, p95 = keras_latency(model, split.x_test, samples, compiled)
+            rows.append(
+                {
+                    "model": name,
+                    "format": "keras xla" if compiled else "keras",
+                    "params": int(model.count_params()),
+                    "latency_ms_median": median,
+                    "latency_ms_p95": p95,
+                }
+            )
         for mode in export.QUANTIZATIONS:
             flatbuffer = export.convert(model, mode, representative_data=split.x_train[:300])
             report = export.evaluate_tflite(
-                flatbuffer, split.x_test, split.y_test, latency_samples=samples
+                flatbuffer,
+                split.x_test,
+                split.y_test,
+                latency_samples=samples,
+                num_threads=FLAGS.threads,
             )
             rows.append(
                 {
@@ -92,7 +108,14 @@ def main(argv):
         )
     common.write(
         "tflite_latency",
-        {"data": split.name, "samples_timed": samples, "ratios": ratios, "rows": rows},
+        {
+            "data": split.name,
+            "samples_timed": samples,
+            "ratios": ratios,
+            "threads": FLAGS.threads,
+            "rows": rows,
+            "wall_seconds": time.perf_counter() - started,
+        },
         FLAGS.smoke,
     )
 
