@@ -64,6 +64,12 @@ flags.DEFINE_float(
 flags.DEFINE_string("only", None, "Internal: run one variant for the memory measurement.")
 flags.DEFINE_string("pair", "mlp", "Internal: the model pair for --only.")
 flags.DEFINE_list("pairs", ["mlp", "cnn"], "Model pairs to measure.")
+flags.DEFINE_string(
+    "results_name",
+    None,
+    "Name of the results file, to keep a repeated run apart "
+    "(default: throughput, or throughput_<focus>).",
+)
 flags.DEFINE_boolean("job", True, "Also time the whole 10-epoch job against Keras's distiller.")
 flags.DEFINE_enum(
     "focus",
@@ -415,7 +421,7 @@ def focused(x, y, configs):
                 if r in measured
             )
             print(f"{kind} jit={jit} spe={spe}: {summary}", flush=True)
-    common.write(f"throughput_{FLAGS.focus}", results, FLAGS.smoke)
+    common.write(FLAGS.results_name or f"throughput_{FLAGS.focus}", results, FLAGS.smoke)
 
 
 def interval_text(interval):
@@ -512,7 +518,7 @@ def main(argv):
                 f"job speedup {results['job']['speedup']:.2f}x; accuracy kdistill "
                 f"{common.mean_std(k['accuracy'])} vs keras {common.mean_std(b['accuracy'])}"
             )
-    common.write("throughput", results, FLAGS.smoke)
+    common.write(FLAGS.results_name or "throughput", results, FLAGS.smoke)
 
 
 if __name__ == "__main__":
