@@ -35,7 +35,10 @@ FLAGS = flags.FLAGS
 
 def keras_latency(model, x, samples, compiled=False):
     """Median and p95 ms of one call on one sample: eager, or one XLA function."""
-    fn = lambda sample: model(sample, training=False)  # noqa: E731
+
+    def fn(sample):
+        return model(sample, training=False)
+
     if compiled:
         fn = tf.function(fn, jit_compile=True)
     timings = []
