@@ -30,9 +30,21 @@ def machine() -> dict:
         "keras": f"{backend.KERAS_NAME} {getattr(keras, '__version__', '')}".strip(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        "processor": cpu_model() or platform.processor() or platform.machine(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def write(name: str, payload: dict, smoke: bool) -> str:
