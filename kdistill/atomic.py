@@ -37,6 +37,30 @@ def _check_directory(path: str) -> str:
     return ensure_directory(os.path.dirname(os.path.abspath(path)))
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read without changing it where possible)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere the only portable read is a set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: str, default: int) -> int:
+    """The mode a plain open/mkdir would leave at `path`: the old file's mode if
+    one is there, otherwise `default` less the umask. (mkstemp and mkdtemp
+    create their files private, 0600 and 0700.)"""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        return default & ~_umask()
+
+
 def write_bytes(path: str, data: bytes) -> str:
     """Writes `data` to `path` atomically and returns the path.
 
@@ -50,6 +74,7 @@ def write_bytes(path: str, data: bytes) -> str:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _plain_mode(path, 0o666))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -81,6 +106,7 @@ def directory(path: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, _plain_mode(path, 0o777))
     old = None
     if os.path.exists(path):
         old = tempfile.mkdtemp(dir=parent, prefix=".old-")
