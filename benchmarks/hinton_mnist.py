@@ -11,7 +11,7 @@ several seeds, trained offline from cached teacher logits. Every model trains
 with Adam and a cosine-decayed learning rate (1e-3 to 0). The teacher trains
 longer and at a larger batch (60 epochs of 256), without XLA: its random
 translation layer does not compile with XLA, and a compilable rewrite of it
-ran 2-4x slower. Students train with XLA (12 epochs of 128).
+ran 2-4x slower. Students train with XLA (20 epochs of 128).
 
     python benchmarks/hinton_mnist.py --data_path ../shared/data/mnist.npz
     python benchmarks/hinton_mnist.py --smoke
@@ -38,7 +38,7 @@ flags.DEFINE_string(
 flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
 flags.DEFINE_integer("teacher_epochs", 60, "Teacher epochs.")
 flags.DEFINE_integer("teacher_batch_size", 256, "Teacher batch size.")
-flags.DEFINE_integer("student_epochs", 12, "Epochs of each student.")
+flags.DEFINE_integer("student_epochs", 20, "Epochs of each student.")
 flags.DEFINE_integer("student_batch_size", 128, "Batch size of each student.")
 flags.DEFINE_integer("seeds", 3, "Seeds of each student configuration.")
 flags.DEFINE_list("temperatures", ["2", "4", "8", "20"], "Soft-target temperatures.")
