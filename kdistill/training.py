@@ -110,6 +110,8 @@ def fit_distilled(
         optimizer=keras.optimizers.Adam(settings.learning_rate),
         loss=hard_label_loss(),
         metrics=["accuracy"],
+        # Only a progress bar shows every loss each step; fewer per-step logs are faster.
+        step_logs="all" if settings.verbose == 1 else "loss",
     )
     targets = offline_targets(split.y_train, teacher_outputs) if offline else split.y_train
     distiller.fit(

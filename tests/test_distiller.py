@@ -91,6 +91,58 @@ def test_several_losses_log_one_term_each():
     )
 
 
+class BatchLogKeys(keras.callbacks.Callback):
+    """Records the keys of every training step's logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.keys = set()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.keys.update(logs or {})
+
+
+def fit_history(step_logs, **fit_kwargs):
+    keras.utils.set_random_seed(3)
+    x, y = toy_data()
+    distiller = make()
+    distiller.compile(frozen_sgd(), sparse_ce(), metrics=["accuracy"], step_logs=step_logs)
+    batch_logs = BatchLogKeys()
+    callbacks = [batch_logs, *fit_kwargs.pop("callbacks", [])]
+    history = distiller.fit(
+        x, y, batch_size=32, epochs=2, validation_data=(x, y), callbacks=callbacks, verbose=0
+    )
+    return history.history, batch_logs.keys
+
+
+def test_step_logs_loss_leaves_steps_lean_and_epoch_logs_whole():
+    from kdistill.callbacks import TeacherAgreement
+
+    all_history, all_keys = fit_history("all", callbacks=[TeacherAgreement()])
+    lean_history, lean_keys = fit_history("loss", callbacks=[TeacherAgreement()])
+    assert {"student_loss", "distillation_loss", "teacher_agreement"} <= all_keys
+    assert lean_keys == {"loss", "accuracy"}
+    # Frozen weights: the epoch means of both runs are the same numbers.
+    assert set(lean_history) == set(all_history)
+    for key in ("student_loss", "distillation_loss", "teacher_agreement", "val_student_loss"):
+        assert lean_history[key] == pytest.approx(all_history[key], rel=1e-6)
+
+
+def test_step_logs_survive_save_and_load(tmp_path):
+    x, y = toy_data()
+    distiller = make()
+    distiller.compile("adam", sparse_ce(), step_logs="loss")
+    distiller.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / "lean.keras")
+    distiller.save(path)
+    assert keras.models.load_model(path).step_logs == "loss"
+
+
+def test_unknown_step_logs_names_the_choices():
+    with pytest.raises(ValueError, match=r"step_logs.*\"all\".*\"loss\""):
+        make().compile("adam", sparse_ce(), step_logs="none")
+
+
 # -- the objective -------------------------------------------------------------
 
 
