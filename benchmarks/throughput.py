@@ -12,7 +12,9 @@ interleaved rounds (median after a warm-up round):
 for an MLP pair and a small CNN pair, with jit_compile and steps_per_execution
 on and off, plus peak memory of each variant (each in its own process), and a
 whole 10-epoch job with kdistill's recommended settings against Keras's
-distiller at its defaults (time and student accuracy, 3 seeds).
+distiller at its defaults (time and student accuracy, 3 seeds). kdistill's
+variants compile with step_logs="loss" (--step_logs), so each of their steps
+returns one log to `fit`, as the floor's steps do.
 
 Ratios are paired: each round runs every variant once, back to back, and a
 ratio is the median over rounds of that round's ratio, so slow drifts of the
@@ -85,6 +87,13 @@ flags.DEFINE_list(
     "settings",
     ["off-1", "on-1", "off-16", "on-16"],
     "jit_compile (on/off) and steps_per_execution of each setting to measure, as JIT-STEPS.",
+)
+flags.DEFINE_enum(
+    "step_logs",
+    "loss",
+    ["loss", "all"],
+    "What kdistill's steps return to fit each step (Distiller.compile's step_logs). "
+    '"loss", the default here, returns what the floor returns: the loss only.',
 )
 flags.DEFINE_boolean(
     "shuffle_order", False, "Run each round's variants in a new random order (seeded)."
@@ -165,7 +174,9 @@ def build(name, teacher, make_student, x, y, cached, jit, spe):
     else:
         online = name == "kdistill_online"
         model = Distiller(teacher if online else None, make_student(), SoftTargetKD(4.0), alpha=0.1)
-        model.compile(keras.optimizers.Adam(1e-3), sparse_ce(), **options)
+        model.compile(
+            keras.optimizers.Adam(1e-3), sparse_ce(), step_logs=FLAGS.step_logs, **options
+        )
         if not online:
             dataset = batched(x, offline_targets(y, cached))
 
@@ -341,7 +352,11 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
         cached = cache_teacher_outputs(teacher, x, batch_size=1024)
         model = Distiller(None, make_student(), SoftTargetKD(4.0), alpha=0.1)
         model.compile(
-            keras.optimizers.Adam(1e-3), sparse_ce(), jit_compile=True, steps_per_execution=16
+            keras.optimizers.Adam(1e-3),
+            sparse_ce(),
+            jit_compile=True,
+            steps_per_execution=16,
+            step_logs="loss",
         )
         model.fit(
             x, offline_targets(y, cached), batch_size=FLAGS.batch_size, epochs=epochs, verbose=0
@@ -382,6 +397,7 @@ def run_settings(samples):
         "batch_size": FLAGS.batch_size,
         "rounds": FLAGS.rounds,
         "max_steal": FLAGS.max_steal,
+        "kdistill_step_logs": FLAGS.step_logs,
         "variant_order": "shuffled per round" if FLAGS.shuffle_order else "fixed",
         "ratios": "median over rounds of each round's ratio; ci90: bootstrap 90% interval "
         "of that median",
@@ -512,7 +528,7 @@ def main(argv):
                 "speedup": float(np.mean(b["seconds"]) / np.mean(k["seconds"])),
                 "speedup_cpu": float(np.mean(b["cpu_seconds"]) / np.mean(k["cpu_seconds"])),
                 "settings": "kdistill: offline cached teacher outputs (cache time included), "
-                "jit_compile=True, steps_per_execution=16; Keras: defaults",
+                "jit_compile=True, steps_per_execution=16, step_logs='loss'; Keras: defaults",
             }
             print(
                 f"job speedup {results['job']['speedup']:.2f}x; accuracy kdistill "
