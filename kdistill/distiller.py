@@ -199,8 +199,6 @@ class Distiller(keras.Model):
         self._student_loss = keras.losses.get(loss) if loss is not None else None
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
-        # Keras 3 resets the train function in compile; tf_keras may not.
-        self.train_function = None
 
     def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.fit`, after `kdistill.inputs` checks of in-memory data.

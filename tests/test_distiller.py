@@ -9,6 +9,7 @@ from conftest import tiny_mlp, toy_data
 
 from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets, training
 from kdistill.backend import keras, tf
+from kdistill.callbacks import TeacherAgreement
 from kdistill.losses import HintLoss, LogitMSE, SoftTargetKD
 
 
@@ -102,24 +103,28 @@ class BatchLogKeys(keras.callbacks.Callback):
         self.keys.update(logs or {})
 
 
-def fit_history(step_logs, **fit_kwargs):
+def fit_with_agreement(step_logs):
+    """Returns (History.history, keys of the per-step logs) of a two-epoch fit."""
     keras.utils.set_random_seed(3)
     x, y = toy_data()
     distiller = make()
     distiller.compile(frozen_sgd(), sparse_ce(), metrics=["accuracy"], step_logs=step_logs)
     batch_logs = BatchLogKeys()
-    callbacks = [batch_logs, *fit_kwargs.pop("callbacks", [])]
     history = distiller.fit(
-        x, y, batch_size=32, epochs=2, validation_data=(x, y), callbacks=callbacks, verbose=0
+        x,
+        y,
+        batch_size=32,
+        epochs=2,
+        validation_data=(x, y),
+        callbacks=[batch_logs, TeacherAgreement()],
+        verbose=0,
     )
     return history.history, batch_logs.keys
 
 
 def test_step_logs_loss_leaves_steps_lean_and_epoch_logs_whole():
-    from kdistill.callbacks import TeacherAgreement
-
-    all_history, all_keys = fit_history("all", callbacks=[TeacherAgreement()])
-    lean_history, lean_keys = fit_history("loss", callbacks=[TeacherAgreement()])
+    all_history, all_keys = fit_with_agreement("all")
+    lean_history, lean_keys = fit_with_agreement("loss")
     assert {"student_loss", "distillation_loss", "teacher_agreement"} <= all_keys
     assert lean_keys == {"loss", "accuracy"}
     # Frozen weights: the epoch means of both runs are the same numbers.
