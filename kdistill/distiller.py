@@ -171,10 +171,10 @@ class Distiller(keras.Model):
                 `distillation_loss`, one per term) and metric. "loss": only
                 `loss` and the compiled metrics, as a plain Keras model
                 returns; the other losses are still tracked every step and
-                appear in the epoch logs and `History` as usual. Keras turns
-                each value a step returns into a Python float, so on small
-                students with `steps_per_execution=1` "loss" makes epochs
-                measurably faster (see the README's benchmarks).
+                appear in the epoch logs and `History` as usual. Keras 3
+                turns each value a step returns into a Python float, so on
+                small students with `steps_per_execution=1` "loss" makes
+                epochs measurably faster (see the README's benchmarks).
             **kwargs: Passed to `keras.Model.compile` (for example
                 `jit_compile`, `steps_per_execution`).
 
