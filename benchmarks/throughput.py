@@ -324,6 +324,7 @@ def memory(kind, jit, spe):
             f"--pair={kind}",
             f"--samples={FLAGS.cnn_samples if kind == 'cnn' else FLAGS.samples}",
             f"--batch_size={FLAGS.batch_size}",
+            f"--step_logs={FLAGS.step_logs}",
         ]
         if FLAGS.data_path:
             args.append(f"--data_path={FLAGS.data_path}")
