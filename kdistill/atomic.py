@@ -106,12 +106,18 @@ def directory(path: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.chmod(tmp, _plain_mode(path, 0o777))
     old = None
-    if os.path.exists(path):
-        old = tempfile.mkdtemp(dir=parent, prefix=".old-")
-        os.rmdir(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
+    try:
+        os.chmod(tmp, _plain_mode(path, 0o777))
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=".old-")
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None and not os.path.exists(path):
+            os.replace(old, path)  # the old content goes back where it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

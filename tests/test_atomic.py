@@ -54,6 +54,25 @@ def test_failed_directory_write_keeps_the_old_directory(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["savedmodel"]
 
 
+def test_failed_directory_swap_puts_the_old_directory_back(tmp_path, monkeypatch):
+    path = tmp_path / "savedmodel"
+    path.mkdir()
+    (path / "saved_model.pb").write_bytes(b"old graph")
+    real_replace = os.replace
+
+    def replace_fails_for_the_new_directory(src, dst):
+        if os.path.basename(src).startswith(".tmp-"):
+            raise OSError("disk full")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", replace_fails_for_the_new_directory)
+    with pytest.raises(OSError, match="disk full"), atomic.directory(str(path)) as tmp:
+        with open(os.path.join(tmp, "saved_model.pb"), "wb") as f:
+            f.write(b"new graph")
+    assert (path / "saved_model.pb").read_bytes() == b"old graph"
+    assert [p.name for p in tmp_path.iterdir()] == ["savedmodel"]
+
+
 def test_unwritable_directory_is_named_in_the_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
