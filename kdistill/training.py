@@ -14,7 +14,7 @@ from kdistill import losses as losses_lib
 from kdistill.backend import keras
 from kdistill.data import Split
 from kdistill.distiller import Distiller
-from kdistill.offline import offline_targets
+from kdistill.offline import cache_teacher_outputs, offline_targets
 
 
 @dataclasses.dataclass
@@ -89,7 +89,9 @@ def fit_distilled(
         teacher_outputs: Cached teacher logits for `split.x_train` (from
             `cache_teacher_outputs`): train offline, without a teacher pass
             per step. Feature losses still run the teacher.
-        validate: Evaluate on the validation split after each epoch.
+        validate: Evaluate on the validation split after each epoch (when
+            training offline, on the teacher's outputs for the validation
+            split, computed once here).
 
     Returns:
         The trained `Distiller`; `distiller.student` is the student.
@@ -114,12 +116,18 @@ def fit_distilled(
         step_logs="all" if settings.verbose == 1 else "loss",
     )
     targets = offline_targets(split.y_train, teacher_outputs) if offline else split.y_train
+    validation_data = None
+    if validate:
+        validation_data = (split.x_val, split.y_val)
+        if offline:  # a teacher-less Distiller reads the teacher's outputs from the targets
+            val_outputs = cache_teacher_outputs(teacher, split.x_val, settings.batch_size)
+            validation_data = (split.x_val, offline_targets(split.y_val, val_outputs))
     distiller.fit(
         split.x_train,
         targets,
         epochs=settings.epochs,
         batch_size=settings.batch_size,
-        validation_data=(split.x_val, split.y_val) if validate and not offline else None,
+        validation_data=validation_data,
         callbacks=callbacks,
         verbose=settings.verbose,
     )

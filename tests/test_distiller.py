@@ -359,6 +359,22 @@ def test_offline_training_matches_online_losses_and_keeps_sample_weights():
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_offline_fit_distilled_validates_against_the_teacher(digits, digits_teacher):
+    settings = training.FitSettings(epochs=2, batch_size=64, learning_rate=1e-3, seed=0)
+    cached = cache_teacher_outputs(digits_teacher, digits.x_train)
+    student = models.student_for(digits.input_shape, 10, 16)
+    distiller = training.fit_distilled(
+        digits_teacher, student, digits, settings, teacher_outputs=cached
+    )
+    assert distiller.teacher is None  # trained offline
+    history = distiller.history.history
+    online = Distiller(digits_teacher, distiller.student, SoftTargetKD(4.0), alpha=0.1)
+    online.compile(optimizer=frozen_sgd(), loss=training.hard_label_loss())
+    expected = online.evaluate(digits.x_val, digits.y_val, verbose=0, return_dict=True)
+    for key in ("loss", "student_loss", "distillation_loss"):
+        assert history[f"val_{key}"][-1] == pytest.approx(expected[key], rel=1e-4)
+
+
 def test_offline_dataset_cache_keeps_batches_and_weights():
     x, y = toy_data()
     ds = tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(x), "float32"))).batch(16)
