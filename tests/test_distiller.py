@@ -375,6 +375,14 @@ def test_offline_fit_distilled_validates_against_the_teacher(digits, digits_teac
         assert history[f"val_{key}"][-1] == pytest.approx(expected[key], rel=1e-4)
 
 
+def test_offline_fit_distilled_without_a_teacher_asks_for_one_to_validate(digits):
+    settings = training.FitSettings(epochs=1, batch_size=64, seed=0)
+    cached = np.zeros((len(digits.x_train), 10), "float32")
+    student = models.student_for(digits.input_shape, 10, 16)
+    with pytest.raises(ValueError, match="validate=False"):
+        training.fit_distilled(None, student, digits, settings, teacher_outputs=cached)
+
+
 def test_offline_dataset_cache_keeps_batches_and_weights():
     x, y = toy_data()
     ds = tf.data.Dataset.from_tensor_slices((x, y, np.ones(len(x), "float32"))).batch(16)
