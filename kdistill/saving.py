@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import zipfile
 
+from kdistill import backend
 from kdistill.backend import keras
+from kdistill.compression import tfmot_backend
 
 
 def load_model(path: str, unsafe: bool = False, compile: bool = False):
@@ -13,7 +17,11 @@ def load_model(path: str, unsafe: bool = False, compile: bool = False):
 
     Safe mode refuses files whose layers would run arbitrary code when
     loaded (serialized lambdas). Pass `unsafe=True` only for files you trust:
-    it executes the code stored in the file.
+    it executes the code stored in the file. A model saved while wrapped by
+    tensorflow-model-optimization for pruning or clustering loads under
+    tf_keras without tfmot's scopes: they are opened here. tfmot cannot
+    rebuild a quantization-aware model from a `.keras` file; the error says
+    what to save instead.
 
     Args:
         path: Path to a `.keras` file.
@@ -37,9 +45,29 @@ def load_model(path: str, unsafe: bool = False, compile: bool = False):
             "archive; this one is corrupt, truncated, or another format). Save "
             "the model again with model.save('model.keras')."
         )
+    scope = contextlib.nullcontext()
+    wrappers = tfmot_wrappers_in(path)
+    if wrappers and not backend.LEGACY_KERAS:
+        raise ValueError(
+            f"{path!r} holds tensorflow-model-optimization wrappers ({', '.join(wrappers)}), "
+            "which only tf_keras can load. Load it in a process started with "
+            "TF_USE_LEGACY_KERAS=1, or save kdistill.compression.strip(model) instead "
+            "to get a plain Keras file."
+        )
+    if wrappers:
+        scope = tfmot_backend.load_scope()
     try:
-        return keras.models.load_model(path, safe_mode=not unsafe, compile=compile)
+        with scope:
+            return keras.models.load_model(path, safe_mode=not unsafe, compile=compile)
     except ValueError as error:
+        if any(name.startswith("QuantizeWrapper") for name in wrappers):
+            raise ValueError(
+                f"{path!r} holds a quantization-aware (tfmot QAT) model, which tfmot "
+                f"cannot rebuild from a .keras file ({error}). Save its weights instead "
+                "(model.save_weights('qat.weights.h5')) and load them into a model "
+                "rebuilt with kdistill.compression.quantize_aware, or export it to "
+                "TFLite with kdistill.export."
+            ) from error
         if "safe_mode" in str(error) or "lambda" in str(error).lower():
             raise ValueError(
                 f"{path!r} contains code (a serialized lambda) that would run when "
@@ -53,3 +81,35 @@ def load_model(path: str, unsafe: bool = False, compile: bool = False):
             f"{path!r} could not be read as a .keras file ({error}). It is corrupt "
             "or truncated: save the model again."
         ) from error
+
+
+def tfmot_wrappers_in(path: str) -> list:
+    """The tfmot wrapper classes named in a `.keras` file's model config.
+
+    Args:
+        path: Path to a `.keras` file (a zip archive holding config.json).
+
+    Returns:
+        The sorted class names; empty when the file has none or no readable
+        config (loading then reports what is wrong).
+
+    Example:
+        >>> tfmot_wrappers_in("pruned.keras")
+        ['PruneLowMagnitude']
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return []
+    found = set()
+    pending = [config]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            if item.get("class_name") in tfmot_backend.WRAPPER_CLASS_NAMES:
+                found.add(item["class_name"])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return sorted(found)

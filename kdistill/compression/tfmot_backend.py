@@ -6,7 +6,14 @@ importing it sets TF_USE_LEGACY_KERAS=1 for the whole process.
 
 from __future__ import annotations
 
+import contextlib
+
 from kdistill.compression.schedule import PruningSchedule
+
+# The layer classes tfmot wraps a model's layers in (pruning, clustering, QAT).
+WRAPPER_CLASS_NAMES = frozenset(
+    {"PruneLowMagnitude", "ClusterWeights", "QuantizeWrapperV2", "QuantizeWrapper"}
+)
 
 
 def _tfmot():
@@ -47,8 +54,20 @@ def callbacks() -> list:
 
 
 def is_wrapped(model) -> bool:
-    """Whether `model` holds tfmot pruning or clustering wrappers."""
+    """Whether `model` holds tfmot pruning, clustering or QAT wrappers."""
     names = {type(l).__name__ for l in getattr(model, "layers", [])}
-    return bool(
-        names & {"PruneLowMagnitude", "ClusterWeights", "QuantizeWrapperV2", "QuantizeWrapper"}
-    )
+    return bool(names & WRAPPER_CLASS_NAMES)
+
+
+def load_scope() -> contextlib.ExitStack:
+    """A context in which tf_keras can deserialize every tfmot wrapper.
+
+    tfmot's wrappers are not registered with Keras; tfmot instead offers one
+    scope per technique. This opens all three.
+    """
+    tfmot = _tfmot()
+    stack = contextlib.ExitStack()
+    stack.enter_context(tfmot.sparsity.keras.prune_scope())
+    stack.enter_context(tfmot.clustering.keras.cluster_scope())
+    stack.enter_context(tfmot.quantization.keras.quantize_scope())
+    return stack
