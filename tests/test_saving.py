@@ -30,16 +30,25 @@ def test_a_plain_model_file_names_no_tfmot_wrappers_and_loads_the_same(tmp_path)
 
 
 @legacy_only
-def test_a_pruned_tf_keras_model_loads_without_tfmot_scopes(tmp_path):
-    pruned = compression.prune(tiny_mlp(units=16), 0.5, begin_step=0, end_step=2, frequency=1)
-    pruned, x = trained(pruned, compression.callbacks(pruned))
-    path = str(tmp_path / "pruned.keras")
-    pruned.save(path)
-    assert saving.tfmot_wrappers_in(path) == ["PruneLowMagnitude"]
+@pytest.mark.parametrize("technique", ["pruning", "clustering"])
+def test_a_pruned_or_clustered_tf_keras_model_loads_without_tfmot_scopes(technique, tmp_path):
+    if technique == "pruning":
+        wrapped = compression.prune(tiny_mlp(units=16), 0.5, begin_step=0, end_step=2, frequency=1)
+        wrapper, callbacks = "PruneLowMagnitude", compression.callbacks(wrapped)
+    else:
+        wrapped, wrapper, callbacks = (
+            compression.cluster(tiny_mlp(units=16), 4),
+            "ClusterWeights",
+            [],
+        )
+    wrapped, x = trained(wrapped, callbacks)
+    path = str(tmp_path / f"{technique}.keras")
+    wrapped.save(path)
+    assert saving.tfmot_wrappers_in(path) == [wrapper]
     restored = saving.load_model(path)
-    assert {type(l).__name__ for l in restored.layers} >= {"PruneLowMagnitude"}
+    assert wrapper in {type(l).__name__ for l in restored.layers}
     np.testing.assert_allclose(
-        restored.predict(x, verbose=0), pruned.predict(x, verbose=0), rtol=1e-5, atol=1e-6
+        restored.predict(x, verbose=0), wrapped.predict(x, verbose=0), rtol=1e-5, atol=1e-6
     )
 
 
