@@ -119,12 +119,12 @@ def fit_distilled(
     validation_data = None
     if validate:
         validation_data = (split.x_val, split.y_val)
-        if offline and teacher is None:
-            raise ValueError(
-                "fit_distilled needs the teacher to validate offline training: pass "
-                "`teacher`, or validate=False."
-            )
         if offline:  # a teacher-less Distiller reads the teacher's outputs from the targets
+            if teacher is None:
+                raise ValueError(
+                    "fit_distilled needs the teacher to validate offline training: pass "
+                    "`teacher`, or validate=False."
+                )
             val_outputs = cache_teacher_outputs(teacher, split.x_val, settings.batch_size)
             validation_data = (split.x_val, offline_targets(split.y_val, val_outputs))
     distiller.fit(
