@@ -83,6 +83,54 @@ def hint_mse(teacher_features, student_features):
     return _reduce_per_sample(squared, "mean")
 
 
+def hint_mae(teacher_features, student_features):
+    """Mean absolute error between features, per sample.
+
+    Args:
+        teacher_features: Tensor (batch, ...).
+        student_features: Tensor of the same shape.
+
+    Returns:
+        Tensor (batch,).
+
+    Example:
+        >>> hint_mae([[1.0, -1.0]], [[0.0, 1.0]])  # [1.5]
+    """
+    absolute = tf.abs(_as_float32(teacher_features) - _as_float32(student_features))
+    return _reduce_per_sample(absolute, "mean")
+
+
+def hint_cosine(teacher_features, student_features):
+    """Cosine distance (1 - cosine similarity) between flattened features.
+
+    Insensitive to the features' scale, so a teacher with large activations
+    does not dominate the objective. In [0, 2]; 0 when the features point the
+    same way (a zero feature counts as orthogonal to every other).
+
+    Args:
+        teacher_features: Tensor (batch, ...).
+        student_features: Tensor of the same shape.
+
+    Returns:
+        Tensor (batch,).
+
+    Example:
+        >>> hint_cosine([[1.0, 0.0]], [[0.0, 2.0]])  # [1.0]
+    """
+
+    def unit_rows(features):
+        features = _as_float32(features)
+        flat = tf.reshape(features, (tf.shape(features)[0], -1))
+        return tf.math.l2_normalize(flat, axis=-1)
+
+    similarity = tf.reduce_sum(unit_rows(teacher_features) * unit_rows(student_features), -1)
+    return 1.0 - similarity
+
+
+# The per-sample feature distances `HintLoss` can use, by name.
+HINT_DISTANCES = {"mse": hint_mse, "mae": hint_mae, "cosine": hint_cosine}
+
+
 def decoupled_kd(teacher_logits, student_logits, labels, alpha, beta, temperature):
     """Decoupled knowledge distillation per sample (Zhao et al., CVPR 2022).
 
@@ -398,13 +446,18 @@ class HintLoss(FeatureLoss):
         student_layer: Name of the student layer being guided.
         adapter: "auto" (Dense or 1x1 Conv chosen by rank), "none" (shapes
             must already match), or a Keras layer to use as the adapter.
+        distance: How the adapted student feature is compared with the
+            teacher's: "mse" (the paper's squared error, default), "mae", or
+            "cosine" (1 - cosine similarity, insensitive to scale).
 
     Example:
         >>> HintLoss("teacher_hidden", "student_hidden")
+        >>> HintLoss("teacher_conv", "student_conv", distance="cosine")
     """
 
-    def __init__(self, teacher_layer: str, student_layer: str, adapter="auto"):
+    def __init__(self, teacher_layer: str, student_layer: str, adapter="auto", distance="mse"):
         super().__init__(teacher_layer, student_layer)
+        self.distance = validation.check_choice(distance, "distance", tuple(HINT_DISTANCES))
         if isinstance(adapter, str):
             validation.check_choice(adapter, "adapter", ("auto", "none"))
         elif not isinstance(adapter, keras.layers.Layer):
@@ -423,7 +476,8 @@ class HintLoss(FeatureLoss):
         return self.student_layers[0]
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
-        return hint_mse(_single(teacher_outputs), _single(student_outputs))
+        distance = HINT_DISTANCES[self.distance]
+        return distance(_single(teacher_outputs), _single(student_outputs))
 
     def make_adapters(self, teacher_shapes, student_shapes):
         teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(student_shapes[0])
@@ -467,6 +521,7 @@ class HintLoss(FeatureLoss):
             "teacher_layer": self.teacher_layer,
             "student_layer": self.student_layer,
             "adapter": adapter,
+            "distance": self.distance,
         }
 
     @classmethod

@@ -315,6 +315,19 @@ def test_hint_adapter_trains_but_stays_out_of_the_student():
     assert distiller.student.count_params() == params
 
 
+@pytest.mark.parametrize("distance", ["mae", "cosine"])
+def test_hint_distance_other_than_mse_decreases_in_training(distance):
+    x, y = toy_data()
+    distiller = make(
+        student=tiny_mlp(name="student", units=4),
+        distillation_loss=HintLoss("teacher_hidden", "student_hidden", distance=distance),
+        alpha=0.0,
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=10, verbose=0).history["distillation_loss"]
+    assert history[-1] < 0.7 * history[0], history
+
+
 def test_softmax_teacher_is_distilled_from_log_probabilities():
     x, y = toy_data()
     logits_teacher = tiny_mlp(name="teacher", units=16)

@@ -64,6 +64,37 @@ def test_hint_mse_averages_over_feature_axes():
     np.testing.assert_allclose(per_sample, [1.0, 1.0])
 
 
+def test_hint_mae_and_cosine_match_numpy_per_sample():
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=(2, 3, 3, 4)).astype("float32")
+    s = rng.normal(size=(2, 3, 3, 4)).astype("float32")
+    mae = np.abs(t - s).reshape(2, -1).mean(axis=-1)
+    tf_, sf = t.reshape(2, -1), s.reshape(2, -1)
+    cosine = 1 - (tf_ * sf).sum(-1) / (np.linalg.norm(tf_, axis=-1) * np.linalg.norm(sf, axis=-1))
+    np.testing.assert_allclose(
+        losses.HintLoss("t", "s", distance="mae").per_sample([t], [s]), mae, rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.HintLoss("t", "s", distance="cosine").per_sample([t], [s]), cosine, rtol=1e-5
+    )
+
+
+def test_cosine_hint_ignores_the_scale_of_the_features():
+    rng = np.random.default_rng(4)
+    t = rng.normal(size=(3, 8)).astype("float32")
+    s = rng.normal(size=(3, 8)).astype("float32")
+    np.testing.assert_allclose(
+        losses.hint_cosine(t, s), losses.hint_cosine(100.0 * t, 0.01 * s), rtol=1e-5
+    )
+    np.testing.assert_allclose(losses.hint_cosine(t, 5.0 * t), [0.0, 0.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(losses.hint_cosine(t, -t), [2.0, 2.0, 2.0], rtol=1e-6)
+
+
+def test_unknown_hint_distance_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="argument `distance`.*'mse', 'mae', 'cosine'"):
+        losses.HintLoss("t", "s", distance="l2")
+
+
 def test_decoupled_kd_matches_hand_computation():
     t, s, label, temp, a, b = TEACHER[0], STUDENT[0], 0, 2.0, 1.0, 8.0
     pt, ps = softmax(t / temp), softmax(s / temp)
@@ -104,6 +135,7 @@ def test_attention_transfer_matches_closed_form():
         losses.SoftTargetKD(2.5),
         losses.LogitMSE("sum"),
         losses.HintLoss("a", "b", adapter="none"),
+        losses.HintLoss("a", "b", distance="cosine"),
         losses.DecoupledKD(0.5, 4.0, 3.0),
         losses.AttentionTransfer(["a1", "a2"], ["b1", "b2"], beta=10.0),
     ],
