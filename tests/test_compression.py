@@ -149,6 +149,29 @@ def test_clustered_student_keeps_at_most_n_distinct_weights_per_kernel():
 
 
 @legacy_only
+def test_qat_of_a_pruned_student_keeps_its_zeros_only_when_told_to():
+    keras.utils.set_random_seed(0)
+    stripped = prune_and_train(tiny_mlp(name="student", units=64), 0.8)
+    x, y = toy_data(n=64, inputs=4, classes=3)
+    shares = {}
+    for preserve in (False, True):
+        copy = keras.models.clone_model(stripped)
+        copy.set_weights(stripped.get_weights())
+        if preserve:
+            aware = compression.quantize_aware(copy, preserve_sparsity=True)
+        else:
+            with pytest.warns(UserWarning, match="80% sparse.*preserve_sparsity=True"):
+                aware = compression.quantize_aware(copy)
+        aware.compile(keras.optimizers.Adam(1e-2), sparse_ce())
+        history = aware.fit(x, y, epochs=5, batch_size=16, verbose=0).history
+        assert history["loss"][-1] < history["loss"][0]
+        flatbuffer = export.convert(aware, "int8", representative_data=x)
+        shares[preserve] = export.weight_sparsity(flatbuffer)["overall"]
+    assert shares[True] == pytest.approx(0.8, abs=0.01)
+    assert shares[False] < 0.5, shares  # plain QAT trained the zeros back in
+
+
+@legacy_only
 @pytest.mark.slow
 def test_qat_distilled_int8_is_as_accurate_as_post_training_int8(digits, digits_teacher):
     ptq, qat = [], []

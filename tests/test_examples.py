@@ -58,6 +58,7 @@ def test_prune_quantize_distill_prints_every_stage(tmp_path):
     from kdistill import backend
 
     assert any(line.startswith("pruned + QAT int8") for line in stages) == backend.LEGACY_KERAS
+    assert ("Sparsity after QAT (int8 file): 0.8" in result.stdout) == backend.LEGACY_KERAS
 
 
 @pytest.mark.slow

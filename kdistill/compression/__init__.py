@@ -15,6 +15,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from kdistill import backend
@@ -28,6 +30,10 @@ _NEEDS_TF_KERAS = (
     "imported (e.g. TF_USE_LEGACY_KERAS=1 python train.py) and build the model "
     "with tf_keras."
 )
+
+# A model with at least this share of zero kernel weights counts as pruned:
+# `quantize_aware` then warns unless told to preserve the zeros.
+SPARSE_MODEL_SHARE = 0.3
 
 
 def prune(
@@ -96,19 +102,41 @@ def prune_over_training(model, target_sparsity: float, epochs: int, samples: int
     )
 
 
-def quantize_aware(model):
+def quantize_aware(model, preserve_sparsity: bool = False):
     """Returns a copy of `model` with fake quantization for int8 (QAT).
 
     tf_keras only (tfmot's `quantize_model`). Export the trained model with
     `kdistill.export.to_tflite(model, path, quantization="dynamic")` or
     "int8": the converter uses the ranges learned during training.
+
+    Args:
+        model: A tf_keras model (for a pruned one, the `strip`ped model).
+        preserve_sparsity: Keep the zeros of a pruned model through QAT
+            (tfmot's prune-preserving scheme). Plain QAT trains every weight,
+            so a model pruned to 80% comes out nearly dense; a warning says
+            so when a model at least `SPARSE_MODEL_SHARE` sparse is passed
+            without it.
+
+    Returns:
+        The model wrapped for quantization-aware training.
+
+    Example:
+        >>> pruned = strip(pruned_and_trained)
+        >>> aware = quantize_aware(pruned, preserve_sparsity=True)
     """
     backend.check_model(model, "model")
     if not backend.LEGACY_KERAS:
         raise ValueError(_NEEDS_TF_KERAS.format(what="Quantization-aware training"))
+    share = sparsity(model)["overall"]
+    if not preserve_sparsity and share >= SPARSE_MODEL_SHARE:
+        warnings.warn(
+            f"The model passed to quantize_aware is {share:.0%} sparse, and plain QAT "
+            "trains its zero weights again. Pass preserve_sparsity=True to keep them.",
+            stacklevel=2,
+        )
     from kdistill.compression import tfmot_backend
 
-    return tfmot_backend.quantize_aware(model)
+    return tfmot_backend.quantize_aware(model, preserve_sparsity)
 
 
 def cluster(model, n_clusters: int):

@@ -27,9 +27,18 @@ def prune(model, schedule: PruningSchedule):
     return _tfmot().sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule.to_tfmot())
 
 
-def quantize_aware(model):
-    """tfmot's `quantize_model`: fake-quantization for int8 training."""
-    return _tfmot().quantization.keras.quantize_model(model)
+def quantize_aware(model, preserve_sparsity: bool = False):
+    """tfmot's `quantize_model`: fake-quantization for int8 training.
+
+    With `preserve_sparsity`, tfmot's prune-preserving scheme (PQAT) instead:
+    weights that are zero stay zero while the others train.
+    """
+    tfmot = _tfmot()
+    if not preserve_sparsity:
+        return tfmot.quantization.keras.quantize_model(model)
+    annotated = tfmot.quantization.keras.quantize_annotate_model(model)
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
+    return tfmot.quantization.keras.quantize_apply(annotated, scheme)
 
 
 def cluster(model, n_clusters: int):
