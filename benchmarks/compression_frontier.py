@@ -4,14 +4,20 @@ One small-CNN teacher (trained on inputs shifted by up to 2 pixels, learning
 rate cosine-decayed to 0); students from about 1/3 to 1/100 of its parameters,
 each trained alone and distilled (offline, SoftTargetKD T=4), then exported
 float32 and int8. Writes a table, a plot, and for each strategy the smallest
-size that stays within 1 point of the teacher.
+size whose accuracy (the mean over seeds) stays within 1 point of the teacher.
+Every model is built and trained after seeding with its own seed, so each row
+is reproducible on its own, whatever else the run trains.
 
     python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz
+    # The sizes near the 1-point line, over three seeds, in a second results file:
+    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz \
+        --ratios 10,30 --seeds 0,1,2 --results_name compression_frontier_seeds
     python benchmarks/compression_frontier.py --smoke
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -30,6 +36,12 @@ flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
 flags.DEFINE_integer("teacher_epochs", 15, "Epochs of the teacher.")
 flags.DEFINE_integer("epochs", 12, "Epochs of each student.")
 flags.DEFINE_list("ratios", ["3", "10", "30", "100"], "Teacher/student parameter ratios to aim at.")
+flags.DEFINE_list("seeds", ["0"], "Seeds of each student (the teacher always uses seed 0).")
+flags.DEFINE_string(
+    "results_name",
+    "compression_frontier",
+    "Writes benchmarks/results/<results_name>.json and <results_name>.png.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -67,6 +79,8 @@ def main(argv):
     split = common.load(FLAGS.data_path, FLAGS.smoke)
     epochs = 1 if FLAGS.smoke else FLAGS.epochs
     shape, classes = split.input_shape, split.num_classes
+    seeds = [int(seed) for seed in FLAGS.seeds]
+    keras.utils.set_random_seed(0)
     teacher = train_teacher(split, 1 if FLAGS.smoke else FLAGS.teacher_epochs)
     teacher_file = export.convert(teacher)
     teacher_acc = export.evaluate_tflite(
@@ -78,6 +92,7 @@ def main(argv):
             "model": "teacher",
             "params": int(teacher.count_params()),
             "strategy": "teacher",
+            "seed": 0,
             "size_bytes": len(teacher_file),
             "accuracy": teacher_acc,
         }
@@ -85,9 +100,12 @@ def main(argv):
     ratios = [float(r) for r in (FLAGS.ratios[:2] if FLAGS.smoke else FLAGS.ratios)]
     for ratio in ratios:
         width = common.student_width_for_ratio(shape, classes, teacher.count_params(), ratio)
-        for strategy in ("alone", "distilled"):
+        for strategy, seed in itertools.product(("alone", "distilled"), seeds):
+            keras.utils.set_random_seed(seed)
             student = models.student_for(shape, classes, width)
-            settings = training.FitSettings(epochs=epochs, batch_size=32, learning_rate=3e-3)
+            settings = training.FitSettings(
+                epochs=epochs, batch_size=32, learning_rate=3e-3, seed=seed
+            )
             if strategy == "alone":
                 training.fit_supervised(student, split, settings)
             else:
@@ -111,22 +129,27 @@ def main(argv):
                         "model": f"1/{ratio:g} (width {width})",
                         "params": int(student.count_params()),
                         "strategy": f"{strategy} {'int8' if mode == 'int8' else 'float32'}",
+                        "seed": seed,
                         "size_bytes": len(flatbuffer),
                         "accuracy": report["accuracy"],
                     }
                 )
             print(rows[-2], rows[-1], flush=True)
+    points = mean_over_seeds(rows)
     smallest = {}
-    for strategy in sorted({r["strategy"] for r in rows} - {"teacher"}):
+    for strategy in sorted({p["strategy"] for p in points} - {"teacher"}):
         within = [
-            r for r in rows if r["strategy"] == strategy and r["accuracy"] >= teacher_acc - 0.01
+            p
+            for p in points
+            if p["strategy"] == strategy and p["accuracy_mean"] >= teacher_acc - 0.01
         ]
-        smallest[strategy] = min((r["size_bytes"] for r in within), default=None)
-    _plot(rows, teacher_acc)
+        smallest[strategy] = min((p["size_bytes"] for p in within), default=None)
+    _plot(points, teacher_acc)
     common.write(
-        "compression_frontier",
+        FLAGS.results_name,
         {
             "rows": rows,
+            "points": points,
             "teacher_accuracy": teacher_acc,
             "smallest_size_within_1_point": smallest,
             "settings": {
@@ -135,6 +158,7 @@ def main(argv):
                 "batch 64, dropout 0.3",
                 "epochs": epochs,
                 "ratios": ratios,
+                "seeds": seeds,
             },
             "wall_seconds": time.perf_counter() - started,
         },
@@ -142,7 +166,37 @@ def main(argv):
     )
 
 
-def _plot(rows, teacher_acc):
+def mean_over_seeds(rows):
+    """One point per (model, strategy): accuracy mean and std over its seeds.
+
+    Returns:
+        A list of dicts with the row's model, params, strategy and size, plus
+        `accuracy_mean`, `accuracy_std` (population std; 0 for one seed) and
+        `seeds` (how many rows were averaged).
+    """
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["strategy"]), []).append(row)
+    points = []
+    for (model, strategy), group in groups.items():
+        accuracies = [r["accuracy"] for r in group]
+        mean = sum(accuracies) / len(accuracies)
+        std = math.sqrt(sum((a - mean) ** 2 for a in accuracies) / len(accuracies))
+        points.append(
+            {
+                "model": model,
+                "params": group[0]["params"],
+                "strategy": strategy,
+                "size_bytes": group[0]["size_bytes"],
+                "accuracy_mean": mean,
+                "accuracy_std": std,
+                "seeds": len(group),
+            }
+        )
+    return points
+
+
+def _plot(points, teacher_acc):
     import io
 
     import matplotlib
@@ -151,12 +205,15 @@ def _plot(rows, teacher_acc):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for strategy in sorted({r["strategy"] for r in rows} - {"teacher"}):
-        points = sorted(
-            (r["size_bytes"] / 1024, r["accuracy"]) for r in rows if r["strategy"] == strategy
+    for strategy in sorted({p["strategy"] for p in points} - {"teacher"}):
+        line = sorted(
+            (p["size_bytes"] / 1024, p["accuracy_mean"], p["accuracy_std"])
+            for p in points
+            if p["strategy"] == strategy
         )
-        ax.plot(*zip(*points), "o-", label=strategy)
-    teacher = next(r for r in rows if r["strategy"] == "teacher")
+        sizes, means, stds = zip(*line)
+        ax.errorbar(sizes, means, yerr=stds, fmt="o-", capsize=3, label=strategy)
+    teacher = next(p for p in points if p["strategy"] == "teacher")
     ax.scatter(
         [teacher["size_bytes"] / 1024],
         [teacher_acc],
@@ -176,7 +233,7 @@ def _plot(rows, teacher_acc):
     fig.tight_layout()
     fig.savefig(buffer, format="png")
     plt.close(fig)
-    name = "compression_frontier.smoke.png" if FLAGS.smoke else "compression_frontier.png"
+    name = f"{FLAGS.results_name}{'.smoke' if FLAGS.smoke else ''}.png"
     atomic.write_bytes(os.path.join(common.RESULTS, name), buffer.getvalue())
 
 

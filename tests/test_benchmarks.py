@@ -23,7 +23,11 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
         ("throughput", ["--focus=online", "--shuffle_order"], "throughput_online"),
         ("tflite_latency", [], "tflite_latency"),
         ("hinton_mnist", [], "hinton_mnist"),
-        ("compression_frontier", [], "compression_frontier"),
+        (
+            "compression_frontier",
+            ["--seeds=0,1", "--results_name=frontier_seeds"],
+            "frontier_seeds",
+        ),
     ],
 )
 def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
@@ -44,6 +48,11 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         "throughput_offline": ["offline_over_floor"],
         "throughput_online": ["online_over_ideal", "online_over_keras"],
     }
+    if script == "compression_frontier":  # one point per size and strategy, over both seeds
+        students = [p for p in payload["points"] if p["strategy"] != "teacher"]
+        assert students and len(payload["rows"]) - 1 == 2 * len(students)  # 2 seeds a point
+        assert all(p["seeds"] == 2 and 0 < p["accuracy_mean"] <= 1 for p in students)
+        assert (tmp_path / "frontier_seeds.smoke.png").stat().st_size > 0
     for ratio in judged.get(name, []):
         assert payload["speed"] and all(
             s[ratio] > 0 and s[f"{ratio}_cpu"] > 0 and len(s[f"{ratio}_ci90"]) == 2
