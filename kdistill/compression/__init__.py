@@ -127,22 +127,31 @@ def quantize_aware(model, preserve_sparsity: bool = False):
     backend.check_model(model, "model")
     if not backend.LEGACY_KERAS:
         raise ValueError(_NEEDS_TF_KERAS.format(what="Quantization-aware training"))
-    share = sparsity(model)["overall"]
-    if not preserve_sparsity and share >= SPARSE_MODEL_SHARE:
-        warnings.warn(
-            f"The model passed to quantize_aware is {share:.0%} sparse, and plain QAT "
-            "trains its zero weights again. Pass preserve_sparsity=True to keep them.",
-            stacklevel=2,
-        )
+    if not preserve_sparsity:
+        _warn_if_sparse(model, "quantize_aware", "plain QAT trains its zero weights again")
     from kdistill.compression import tfmot_backend
 
     return tfmot_backend.quantize_aware(model, preserve_sparsity)
 
 
-def cluster(model, n_clusters: int):
+def cluster(model, n_clusters: int, preserve_sparsity: bool = False):
     """Returns a copy of `model` whose weights share `n_clusters` values.
 
     tf_keras only (tfmot's `cluster_weights`, k-means++ initialisation).
+
+    Args:
+        model: A tf_keras model (for a pruned one, the `strip`ped model).
+        n_clusters: Distinct values per weight tensor, at least 2.
+        preserve_sparsity: Keep the zeros of a pruned model as their own
+            cluster (tfmot's sparsity-preserving clustering). Without it the
+            zeros join the nearest centroid; a warning says so when a model
+            at least `SPARSE_MODEL_SHARE` sparse is passed.
+
+    Returns:
+        The model wrapped for clustering during training.
+
+    Example:
+        >>> clustered = cluster(strip(pruned), 16, preserve_sparsity=True)
     """
     backend.check_model(model, "model")
     if not backend.LEGACY_KERAS:
@@ -152,9 +161,11 @@ def cluster(model, n_clusters: int):
             "Invalid value for argument `n_clusters`. Expected an integer >= 2. "
             f"Received: n_clusters={n_clusters!r}"
         )
+    if not preserve_sparsity:
+        _warn_if_sparse(model, "cluster", "clustering moves its zero weights to centroids")
     from kdistill.compression import tfmot_backend
 
-    return tfmot_backend.cluster(model, n_clusters)
+    return tfmot_backend.cluster(model, n_clusters, preserve_sparsity)
 
 
 def strip(model):
@@ -201,6 +212,16 @@ def sparsity(model) -> dict:
             zeros += int(np.sum(kernel == 0))
             total += kernel.size
     return {"layers": layers, "overall": zeros / total if total else 0.0}
+
+
+def _warn_if_sparse(model, function: str, consequence: str):
+    share = sparsity(model)["overall"]
+    if share >= SPARSE_MODEL_SHARE:
+        warnings.warn(
+            f"The model passed to {function} is {share:.0%} sparse, and {consequence}. "
+            "Pass preserve_sparsity=True to keep the zeros.",
+            stacklevel=3,
+        )
 
 
 def _check_prunable(model):

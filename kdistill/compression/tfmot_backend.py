@@ -41,12 +41,19 @@ def quantize_aware(model, preserve_sparsity: bool = False):
     return tfmot.quantization.keras.quantize_apply(annotated, scheme)
 
 
-def cluster(model, n_clusters: int):
-    """tfmot's `cluster_weights` with k-means++ initialised centroids."""
+def cluster(model, n_clusters: int, preserve_sparsity: bool = False):
+    """tfmot's `cluster_weights` with k-means++ initialised centroids.
+
+    With `preserve_sparsity`, tfmot's sparsity-preserving clustering: zero
+    weights stay zero and the others share the centroids.
+    """
     tfmot = _tfmot()
     init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
     return tfmot.clustering.keras.cluster_weights(
-        model, number_of_clusters=n_clusters, cluster_centroids_init=init
+        model,
+        number_of_clusters=n_clusters,
+        cluster_centroids_init=init,
+        preserve_sparsity=preserve_sparsity,
     )
 
 
