@@ -12,12 +12,19 @@ is reproducible on its own, whatever else the run trains.
     # The sizes near the 1-point line, over three seeds, in a second results file:
     python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz \
         --ratios 10,30 --seeds 0,1,2 --results_name compression_frontier_seeds
+    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz \
+        --ratios 3,100 --seeds 0,1,2 --results_name compression_frontier_seeds_ends
+    # One table and plot of both (same seeded teacher):
+    python benchmarks/compression_frontier.py \
+        --merge compression_frontier_seeds,compression_frontier_seeds_ends \
+        --results_name compression_frontier_3_seeds
     python benchmarks/compression_frontier.py --smoke
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import os
 import time
@@ -37,6 +44,12 @@ flags.DEFINE_integer("teacher_epochs", 15, "Epochs of the teacher.")
 flags.DEFINE_integer("epochs", 12, "Epochs of each student.")
 flags.DEFINE_list("ratios", ["3", "10", "30", "100"], "Teacher/student parameter ratios to aim at.")
 flags.DEFINE_list("seeds", ["0"], "Seeds of each student (the teacher always uses seed 0).")
+flags.DEFINE_list(
+    "merge",
+    None,
+    "Train nothing: merge these earlier results (runs of the same teacher, e.g. one per group "
+    "of ratios) into <results_name>.json and .png.",
+)
 flags.DEFINE_string(
     "results_name",
     "compression_frontier",
@@ -75,6 +88,9 @@ def train_teacher(split, epochs):
 
 
 def main(argv):
+    if FLAGS.merge:
+        merge(FLAGS.merge)
+        return
     started = time.perf_counter()
     split = common.load(FLAGS.data_path, FLAGS.smoke)
     epochs = 1 if FLAGS.smoke else FLAGS.epochs
@@ -135,6 +151,50 @@ def main(argv):
                     }
                 )
             print(rows[-2], rows[-1], flush=True)
+    write_results(
+        rows,
+        teacher_acc,
+        {
+            "teacher_epochs": 1 if FLAGS.smoke else FLAGS.teacher_epochs,
+            "teacher_training": "2-pixel random shifts, Adam 2e-3 cosine-decayed to 0, "
+            "batch 64, dropout 0.3",
+            "epochs": epochs,
+            "ratios": ratios,
+            "seeds": seeds,
+        },
+        time.perf_counter() - started,
+    )
+
+
+def merge(names):
+    """Writes one results file (and plot) from runs that share the teacher.
+
+    Args:
+        names: Results names of earlier runs (their files in the results
+            folder), for example one per group of ratios.
+    """
+    payloads = []
+    for name in names:
+        path = os.path.join(common.RESULTS, f"{name}{'.smoke' if FLAGS.smoke else ''}.json")
+        if not os.path.exists(path):
+            raise app.UsageError(f"--merge: no results file {path}; run that benchmark first.")
+        with open(path) as f:
+            payloads.append(json.load(f))
+    teacher_acc = payloads[0]["teacher_accuracy"]
+    if any(p["teacher_accuracy"] != teacher_acc for p in payloads):
+        raise app.UsageError(
+            "--merge: the runs had different teachers (test accuracies "
+            f"{[p['teacher_accuracy'] for p in payloads]}); merge only runs of one teacher."
+        )
+    rows = [r for r in payloads[0]["rows"] if r["strategy"] == "teacher"]
+    rows += [r for p in payloads for r in p["rows"] if r["strategy"] != "teacher"]
+    settings = {"merged": list(names), **payloads[0]["settings"]}
+    settings["ratios"] = [r for p in payloads for r in p["settings"]["ratios"]]
+    write_results(rows, teacher_acc, settings, sum(p["wall_seconds"] for p in payloads))
+
+
+def write_results(rows, teacher_acc, settings, wall_seconds):
+    """Writes the rows, their means over seeds, the 1-point answer and the plot."""
     points = mean_over_seeds(rows)
     smallest = {}
     for strategy in sorted({p["strategy"] for p in points} - {"teacher"}):
@@ -152,15 +212,8 @@ def main(argv):
             "points": points,
             "teacher_accuracy": teacher_acc,
             "smallest_size_within_1_point": smallest,
-            "settings": {
-                "teacher_epochs": 1 if FLAGS.smoke else FLAGS.teacher_epochs,
-                "teacher_training": "2-pixel random shifts, Adam 2e-3 cosine-decayed to 0, "
-                "batch 64, dropout 0.3",
-                "epochs": epochs,
-                "ratios": ratios,
-                "seeds": seeds,
-            },
-            "wall_seconds": time.perf_counter() - started,
+            "settings": settings,
+            "wall_seconds": wall_seconds,
         },
         FLAGS.smoke,
     )

@@ -53,6 +53,18 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         assert students and len(payload["rows"]) - 1 == 2 * len(students)  # 2 seeds a point
         assert all(p["seeds"] == 2 and 0 < p["accuracy_mean"] <= 1 for p in students)
         assert (tmp_path / "frontier_seeds.smoke.png").stat().st_size > 0
+        merged = subprocess.run(
+            [sys.executable, str(BENCHMARKS / f"{script}.py"), "--smoke"]
+            + ["--merge=frontier_seeds,frontier_seeds", "--results_name=merged"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
+        assert merged.returncode == 0, merged.stderr[-3000:]
+        merged = json.loads((tmp_path / "merged.smoke.json").read_text())
+        assert len(merged["rows"]) == 2 * len(payload["rows"]) - 1  # one teacher row
+        assert all(p["seeds"] == 4 for p in merged["points"] if p["strategy"] != "teacher")
     for ratio in judged.get(name, []):
         assert payload["speed"] and all(
             s[ratio] > 0 and s[f"{ratio}_cpu"] > 0 and len(s[f"{ratio}_ci90"]) == 2
