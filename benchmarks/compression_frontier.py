@@ -169,6 +169,9 @@ def main(argv):
 def merge(names):
     """Writes one results file (and plot) from runs that share the teacher.
 
+    The teacher is trained with seed 0 in every run, so runs on one machine
+    share it; runs whose teachers' test accuracies differ are refused.
+
     Args:
         names: Results names of earlier runs (their files in the results
             folder), for example one per group of ratios.

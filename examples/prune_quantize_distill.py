@@ -51,6 +51,7 @@ def main(argv):
                 report["accuracy"],
             )
         )
+        return flatbuffer
 
     teacher = training.fit_supervised(
         models.teacher_for(shape, classes), split, training.FitSettings(epochs=FLAGS.epochs)
@@ -83,8 +84,7 @@ def main(argv):
             settings, epochs=max(FLAGS.epochs // 3, 1), learning_rate=settings.learning_rate / 5
         )
         aware = training.fit_distilled(teacher, aware, split, fine_tune).student
-        tflite_row("pruned + QAT int8 .tflite", aware, "int8")
-        qat_file = export.convert(aware, "int8", representative_data=split.x_train[:500])
+        qat_file = tflite_row("pruned + QAT int8 .tflite", aware, "int8")
         print(f"Sparsity after QAT (int8 file): {export.weight_sparsity(qat_file)['overall']:.3f}")
     else:
         print(
