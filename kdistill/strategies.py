@@ -10,7 +10,8 @@ A strategy name joins up to three stages with "+":
 * pruning (optional): ``prune{P}``, P percent of Dense/Conv weights zeroed
   while distilling (e.g. ``prune80``);
 * quantization (optional): ``dynamic``, ``float16``, ``int8`` (post-
-  training), or ``qat8`` (quantization-aware training, tf_keras only).
+  training), or ``qat8`` (quantization-aware training, tf_keras only; after
+  ``prune{P}`` it fine-tunes the pruned student and keeps its zeros).
 
 Examples: ``labels``, ``kd_t8_a0.1``, ``kd+prune80+int8``, ``mse_l0.1``.
 """

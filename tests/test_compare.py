@@ -96,6 +96,22 @@ def test_front_is_undominated_and_accuracy_is_measured_on_the_tflite_file(finish
 
 
 @pytest.mark.slow
+def test_pruning_then_qat_keeps_the_zeros_in_the_int8_file(tmp_path):
+    # Width 32 and 6 epochs: at the module's width 8 a student pruned to 80% stays at chance.
+    result = small_run(
+        str(tmp_path / "run"), strategy_names=["kd+prune80+qat8"], student_widths=[32], epochs=6
+    )
+    (record,) = result.records
+    if not backend.LEGACY_KERAS:
+        assert record["status"] == "failed" and "TF_USE_LEGACY_KERAS=1" in record["error"]
+        return
+    assert record["status"] == "ok", record.get("error")
+    assert record["accuracy"] > 0.5  # ten digit classes: chance is 0.1
+    path = os.path.join(result.output_dir, "models", "kd-prune80-qat8_w32.tflite")
+    assert export.weight_sparsity(path)["overall"] == pytest.approx(0.8, abs=0.02)
+
+
+@pytest.mark.slow
 def test_recommendation_respects_the_budget(finished):
     pick = finished.recommendation
     fitting = [
