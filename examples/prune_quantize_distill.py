@@ -9,7 +9,6 @@ files).
     TF_USE_LEGACY_KERAS=1 python examples/prune_quantize_distill.py   # tf_keras: with QAT
 """
 
-import dataclasses
 import os
 import tempfile
 
@@ -79,10 +78,7 @@ def main(argv):
     if backend.LEGACY_KERAS:
         # Prune-preserving QAT: plain QAT would train the pruned zeros back in.
         aware = compression.quantize_aware(stripped, preserve_sparsity=True)
-        # A fine-tuning stage: a third of the epochs at a fifth of the learning rate.
-        fine_tune = dataclasses.replace(
-            settings, epochs=max(FLAGS.epochs // 3, 1), learning_rate=settings.learning_rate / 5
-        )
+        fine_tune = training.fine_tuning(settings)  # a third of the epochs, lr / 5
         aware = training.fit_distilled(teacher, aware, split, fine_tune).student
         qat_file = tflite_row("pruned + QAT int8 .tflite", aware, "int8")
         print(f"Sparsity after QAT (int8 file): {export.weight_sparsity(qat_file)['overall']:.3f}")

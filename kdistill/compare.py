@@ -345,14 +345,14 @@ def _train(context, strategy, make_student, seed):
         epochs=context.epochs, batch_size=32, learning_rate=1e-2, seed=seed
     )
 
-    def fit(model, settings, callbacks=()):
+    def fit(model, stage_settings, callbacks=()):
         if strategy.training == "labels":
-            return training.fit_supervised(model, split, settings, callbacks=list(callbacks))
+            return training.fit_supervised(model, split, stage_settings, callbacks=list(callbacks))
         return training.fit_distilled(
             context.teacher,
             model,
             split,
-            settings,
+            stage_settings,
             distillation_loss=_losses(strategy, context.teacher, model),
             alpha=strategy.alpha,
             callbacks=list(callbacks),
@@ -368,13 +368,10 @@ def _train(context, strategy, make_student, seed):
     trained = compression.strip(fit(pruned, settings, compression.callbacks(pruned)))
     if not strategy.qat:
         return trained
-    # QAT fine-tunes the pruned student (a third of the epochs at a fifth of the learning
-    # rate) with tfmot's prune-preserving scheme, so its zeros reach the int8 file.
+    # QAT fine-tunes the pruned student with tfmot's prune-preserving scheme, so its
+    # zeros reach the int8 file.
     aware = compression.quantize_aware(trained, preserve_sparsity=True)
-    fine_tune = dataclasses.replace(
-        settings, epochs=max(settings.epochs // 3, 1), learning_rate=settings.learning_rate / 5
-    )
-    return fit(aware, fine_tune)
+    return fit(aware, training.fine_tuning(settings))
 
 
 def load_worker_context(setup: dict):
