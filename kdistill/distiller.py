@@ -75,13 +75,16 @@ class Distiller(keras.Model):
             backend.check_model(model, argument)
             _check_separate_models(model, student)
             _check_input_shapes(model, student)
-            _check_output_shapes(model, student)
+            _check_outputs(model, student)
             model.trainable = False
         self.teacher = teacher
         self.student = student
         self.teacher_weights = _teacher_weights(teacher_weights, len(teachers))
 
         self.distillation_losses = _as_loss_list(distillation_loss)
+        self._output_names = outputs.names(student)
+        self._student_outputs = outputs.structure(student)
+        _bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
@@ -106,9 +109,11 @@ class Distiller(keras.Model):
         student_layers = [n for l in feature_losses for n in l.student_layers]
         self._teacher_view = _feature_view(teacher, teacher_layers, "teacher")
         self._student_view = _feature_view(student, student_layers, "student")
-        self.adapters = _build_adapters(feature_losses, self._teacher_view, self._student_view)
-        self._teachers_return_probabilities = [outputs.returns_probabilities(t) for t in teachers]
-        self._student_returns_probabilities = outputs.returns_probabilities(student)
+        self.adapters = _build_adapters(
+            feature_losses, self._teacher_view, self._student_view, len(self._output_names)
+        )
+        self._teachers_return_probabilities = [outputs.probability_outputs(t) for t in teachers]
+        self._student_returns_probabilities = outputs.probability_outputs(student)
 
         # One variable for every logged loss: a Mean each would add two
         # variable updates per loss to every step. Named "loss" so that
@@ -124,7 +129,8 @@ class Distiller(keras.Model):
             ["teacher_agreement", "teacher_kl"], name="agreement_means"
         )
         self._track_teacher_agreement = False
-        self._student_loss = None
+        self._student_loss = None  # as compiled: one loss, or one per output
+        self._student_losses = []  # one resolved loss (or None) per output
         self.step_logs = "all"
         # Both models are built (or build on first call); nothing to create.
         self.built = bool(getattr(student, "built", False))
@@ -163,7 +169,10 @@ class Distiller(keras.Model):
             optimizer: Optimizer for the student (and adapters).
             loss: Loss on the true labels: a Keras loss, its name, or a
                 function `(y_true, y_pred) -> per-sample values`. Required
-                unless `alpha` is 0.
+                unless `alpha` is 0. For a student with several outputs, a
+                list with one loss per output (in output order) or a dict
+                keyed by output name; None, or an output left out of the
+                dict, trains that output on the teacher alone.
             metrics: Metrics of the student's outputs against the labels.
             step_logs: What each training step returns to `fit`'s per-batch
                 callbacks (the progress bar, batch-level TensorBoard).
@@ -189,14 +198,19 @@ class Distiller(keras.Model):
                 "compiled metrics each step; every loss still in the epoch logs)."
             )
         self.step_logs = step_logs
-        if loss is None and float(self.alpha.numpy()) > 0:
+        student_losses = _student_losses(loss, self._output_names)
+        if float(self.alpha.numpy()) > 0 and all(l is None for l in student_losses):
             raise ValueError(
                 "Invalid value for argument `loss`: the student's hard-label "
                 f"loss is required because alpha={float(self.alpha.numpy())} "
                 "> 0. Pass e.g. loss=keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True), or build the Distiller with alpha=0."
             )
-        self._student_loss = keras.losses.get(loss) if loss is not None else None
+        self._student_losses = student_losses
+        if all(l is None for l in student_losses):
+            self._student_loss = None
+        else:
+            self._student_loss = student_losses[0] if len(student_losses) == 1 else student_losses
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
@@ -220,9 +234,11 @@ class Distiller(keras.Model):
         return super().evaluate(x, y, batch_size, *args, **kwargs)
 
     def _check_data(self, x, y, sample_weight, batch_size):
-        outputs_ = getattr(self.student, "outputs", None)
-        classes = outputs_[0].shape[-1] if outputs_ else None
-        inputs.check(x, y, sample_weight, batch_size, classes, self._student_loss)
+        tensors = getattr(self.student, "outputs", None) or [None]
+        classes = [t.shape[-1] if t is not None else None for t in tensors]
+        inputs.check(
+            x, y, sample_weight, batch_size, classes, self._student_losses, self._output_names
+        )
 
     @property
     def metrics(self):
@@ -238,55 +254,88 @@ class Distiller(keras.Model):
         return self.student(inputs, training=training)
 
     def _run_student(self, x, training):
-        values = _as_list(self._student_view(x, training=training))
-        return values[0], values[1:]
+        """Returns (y_pred in the student's output structure, its outputs as
+        a flat list, the student's features)."""
+        values = outputs.flat(self._student_view(x, training=training))
+        count = len(self._output_names)
+        predictions = values[:count]
+        if count == 1:
+            return predictions[0], predictions, values[1:]
+        y_pred = tf.nest.pack_sequence_as(self._student_outputs, predictions)
+        return y_pred, predictions, values[count:]
 
     def _run_teacher(self, x):
-        """Returns (teacher logits, teacher features); an ensemble's logits
-        are stacked on axis 1: (batch, teachers, classes)."""
+        """Returns (teacher logits, teacher features). The logits are a
+        tensor for one output, a list for several; an ensemble's are stacked
+        on axis 1: (batch, teachers, classes)."""
         teachers = self.teachers
+        count = len(self._output_names)
         if len(teachers) == 1:
-            values = [tf.stop_gradient(v) for v in _as_list(self._teacher_view(x, training=False))]
-            return outputs.as_logits(values[0], self._teachers_return_probabilities[0]), values[1:]
+            values = [
+                tf.stop_gradient(v) for v in outputs.flat(self._teacher_view(x, training=False))
+            ]
+            logits = [
+                outputs.as_logits(v, p)
+                for v, p in zip(values[:count], self._teachers_return_probabilities[0])
+            ]
+            return (logits[0] if count == 1 else logits), values[count:]
         logits = [
-            outputs.as_logits(tf.stop_gradient(t(x, training=False)), p)
+            outputs.as_logits(tf.stop_gradient(t(x, training=False)), p[0])
             for t, p in zip(teachers, self._teachers_return_probabilities)
         ]
         return tf.stack(logits, axis=1), []
 
     # -- objective ---------------------------------------------------------
 
-    def _hard_loss_per_sample(self, y, y_pred):
-        loss = self._student_loss
-        if isinstance(loss, keras.losses.Loss):
-            values = loss.call(y, y_pred)
-        else:
-            values = loss(y, y_pred)
-        values = tf.cast(values, tf.float32)
-        if values.shape.rank and values.shape.rank > 1:
-            values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-        return values
+    def _hard_loss_per_sample(self, y, predictions):
+        """The hard-label loss per sample, summed over the student's outputs."""
+        total = None
+        labels = self._flat_labels(y) if len(predictions) > 1 else [y]
+        for name, loss, y_true, y_pred in zip(
+            self._output_names, self._student_losses, labels, predictions
+        ):
+            if loss is None:
+                continue
+            if y_true is None:
+                raise ValueError(
+                    f"Invalid value for argument `y`: no labels for the output "
+                    f"{name!r}, which the compiled loss trains. Add its labels, "
+                    "or compile with None as its loss."
+                )
+            per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
+            values = tf.cast(per_sample(y_true, y_pred), tf.float32)
+            if values.shape.rank and values.shape.rank > 1:
+                values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+            total = values if total is None else total + values
+        return total
 
-    def _distillation_terms(self, y, teacher_out, teacher_feats, student_out, student_feats):
-        teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
-        student_logits = outputs.as_logits(student_out, self._student_returns_probabilities)
-        ensemble = teacher_logits.shape.rank == student_logits.shape.rank + 1
-        shape = teacher_logits.shape
-        if ensemble:
-            shape = shape[:1] + shape[2:]
-            weights = list(self.teacher_weights) or _teacher_weights(None, teacher_logits.shape[1])
-        validation.check_same_shape(shape, student_logits.shape, "outputs")
+    def _flat_labels(self, y) -> list:
+        """The labels of a student with several outputs, in output order
+        (None for an output a dict of labels leaves out)."""
+        if isinstance(y, dict):
+            return [y.get(name) for name in self._output_names]
+        return outputs.flat(y)
 
-        def target(loss):
-            if ensemble:
-                return loss.combine_teachers(teacher_logits, weights)
-            return teacher_logits
+    def _distillation_terms(
+        self, y, teacher_out, teacher_feats, student_predictions, student_feats
+    ):
+        student_logits = [
+            outputs.as_logits(s, p)
+            for s, p in zip(student_predictions, self._student_returns_probabilities)
+        ]
+        if len(student_logits) == 1:
+            target, student_logits = self._output_targets(teacher_out, student_logits[0])
+        else:  # one teacher; PerOutput losses take the outputs as lists
+            teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_out)]
+            for name, t, s in zip(self._output_names, teacher_logits, student_logits):
+                validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
+            if self._track_teacher_agreement:
+                self._update_agreement(teacher_logits[0], student_logits[0])
+            y = self._flat_labels(y)
 
-        if self._track_teacher_agreement:
-            reference = teacher_logits
-            if ensemble:
-                reference = losses_lib.average_distribution_logits(teacher_logits, weights, 1.0)
-            self._update_agreement(reference, student_logits)
+            def target(loss):
+                return teacher_logits
+
         terms = []
         position = 0
         for loss in self.distillation_losses:
@@ -308,6 +357,29 @@ class Distiller(keras.Model):
                 terms.append(loss.per_sample(target(loss), student_logits))
         return terms
 
+    def _output_targets(self, teacher_out, student_logits):
+        """For one output: returns (loss -> its target logits, student logits),
+        and updates teacher agreement when it is tracked."""
+        teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
+        ensemble = teacher_logits.shape.rank == student_logits.shape.rank + 1
+        shape = teacher_logits.shape
+        if ensemble:
+            shape = shape[:1] + shape[2:]
+            weights = list(self.teacher_weights) or _teacher_weights(None, teacher_logits.shape[1])
+        validation.check_same_shape(shape, student_logits.shape, "outputs")
+
+        def target(loss):
+            if ensemble:
+                return loss.combine_teachers(teacher_logits, weights)
+            return teacher_logits
+
+        if self._track_teacher_agreement:
+            reference = teacher_logits
+            if ensemble:
+                reference = losses_lib.average_distribution_logits(teacher_logits, weights, 1.0)
+            self._update_agreement(reference, student_logits)
+        return target, student_logits
+
     def _update_agreement(self, teacher_logits, student_logits):
         batch = tf.cast(tf.shape(student_logits)[0], tf.float32)
         match = tf.cast(
@@ -325,8 +397,8 @@ class Distiller(keras.Model):
             teacher: (teacher outputs, teacher features) for the batch.
         """
         teacher_out, teacher_feats = teacher
-        y_pred, student_feats = self._run_student(x, training=training)
-        batch = tf.shape(y_pred)[0]
+        y_pred, predictions, student_feats = self._run_student(x, training=training)
+        batch = tf.shape(predictions[0])[0]
         local_batch = tf.cast(batch, tf.float32)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if sample_weight is not None:
@@ -338,11 +410,11 @@ class Distiller(keras.Model):
             return tf.reduce_sum(values) / local_batch
 
         alpha = self.alpha
-        terms = self._distillation_terms(y, teacher_out, teacher_feats, y_pred, student_feats)
+        terms = self._distillation_terms(y, teacher_out, teacher_feats, predictions, student_feats)
         distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
         distill_mean = mean(distill)
         if self._student_loss is not None:
-            hard_mean = mean(self._hard_loss_per_sample(y, y_pred))
+            hard_mean = mean(self._hard_loss_per_sample(y, predictions))
         else:
             hard_mean = tf.zeros((), tf.float32)
         # The objective is linear in the per-sample terms: mix the means.
@@ -529,6 +601,61 @@ def _as_loss_list(distillation_loss) -> list:
     return [losses_lib.get(item) for item in items]
 
 
+def _student_losses(loss, output_names) -> list:
+    """The compiled hard-label loss as one resolved loss (or None) per output."""
+    count = len(output_names)
+    if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, dict) and count == 1 and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None:
+        return [None] * count
+    if count == 1:
+        return [keras.losses.get(loss)]
+    if isinstance(loss, dict):
+        unknown = sorted(set(loss) - set(output_names))
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `loss`: the student has no output "
+                f"named {', '.join(map(repr, unknown))}. Its outputs are: "
+                f"{', '.join(output_names)}."
+            )
+        chosen = [loss.get(name) for name in output_names]
+    elif isinstance(loss, (list, tuple)) and len(loss) == count:
+        chosen = list(loss)
+    else:
+        raise ValueError(
+            f"Invalid value for argument `loss`: the student has {count} outputs "
+            f"({', '.join(output_names)}), so pass a list with one loss per output, "
+            "in that order, or a dict keyed by output name (None, or a name left "
+            f"out, trains that output on the teacher alone). Received: loss={loss!r}"
+        )
+    return [keras.losses.get(l) if l is not None else None for l in chosen]
+
+
+def _bind_output_losses(losses, output_names, teacher_count) -> None:
+    """Lines `PerOutput` losses up with the outputs; a model with several
+    outputs needs them (a plain loss would not say which outputs to match)."""
+    several = len(output_names) > 1
+    for loss in losses:
+        if isinstance(loss, losses_lib.PerOutput):
+            loss.bind(output_names)
+        elif several and not loss.uses_features:
+            raise ValueError(
+                f"Invalid value for argument `distillation_loss`: the student has "
+                f"{len(output_names)} outputs ({', '.join(output_names)}), so "
+                f"{type(loss).__name__} must say which to match. Wrap it: "
+                f"kdistill.losses.PerOutput([{type(loss).__name__}(...), None, ...]) "
+                "with one loss (or None) per output, or a dict keyed by output name."
+            )
+    if several and teacher_count > 1:
+        raise ValueError(
+            "Invalid value for argument `teacher`: a teacher ensemble distils "
+            "models with one output; this student has "
+            f"{len(output_names)}. Pass a single teacher."
+        )
+
+
 def _as_teacher_list(teacher) -> list:
     if teacher is None:
         return []
@@ -625,7 +752,20 @@ def _check_input_shapes(teacher, student):
         )
 
 
-def _check_output_shapes(teacher, student):
+def _check_outputs(teacher, student):
+    t_names, s_names = outputs.names(teacher), outputs.names(student)
+    if len(t_names) != len(s_names):
+        raise ValueError(
+            f"Teacher and student have different numbers of outputs: teacher "
+            f"{len(t_names)} ({', '.join(t_names)}), student {len(s_names)} "
+            f"({', '.join(s_names)}). Outputs are matched one to one: give the "
+            "student the teacher's outputs."
+        )
+    if isinstance(outputs.structure(teacher), dict) and t_names != s_names:
+        raise ValueError(
+            f"Teacher and student name their outputs differently: teacher "
+            f"{t_names}, student {s_names}. Use the same keys in both models."
+        )
     t, s = _static_shape(teacher, "outputs"), _static_shape(student, "outputs")
     if t is not None and s is not None:
         validation.check_same_shape(t, s, "outputs")
@@ -650,14 +790,14 @@ def _feature_view(model, layer_names, role):
                 f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
             )
         features.append(model.get_layer(name).output)
-    return keras.Model(model.input, [model.outputs[0], *features], name=f"{model.name}_features")
+    return keras.Model(model.input, [*model.outputs, *features], name=f"{model.name}_features")
 
 
-def _build_adapters(feature_losses, teacher_view, student_view) -> list:
+def _build_adapters(feature_losses, teacher_view, student_view, output_count) -> list:
     if not feature_losses:
         return []
-    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[1:]]
-    student_shapes = [tuple(t.shape) for t in student_view.outputs[1:]]
+    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[output_count:]]
+    student_shapes = [tuple(t.shape) for t in student_view.outputs[output_count:]]
     adapters, position = [], 0
     for loss in feature_losses:
         count = len(loss.teacher_layers)
@@ -671,10 +811,6 @@ def _build_adapters(feature_losses, teacher_view, student_view) -> list:
         adapters.extend(made)
         position += count
     return adapters
-
-
-def _as_list(value) -> list:
-    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _contains(items, item) -> bool:

@@ -186,6 +186,14 @@ class TFLiteModel:
                 f"The TFLite model {_describe(model)} could not be loaded ({error}). The "
                 "file is corrupt or truncated: export it again with kdistill.export.to_tflite."
             ) from error
+        output_count = len(self._interpreter.get_output_details())
+        if output_count != 1:
+            raise ValueError(
+                f"The TFLite model {_describe(model)} has {output_count} outputs; "
+                "TFLiteModel runs models with one. For a model with several "
+                "outputs, export a model of the output to evaluate "
+                "(keras.Model(model.input, model.outputs[0]))."
+            )
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
         self._batch = None

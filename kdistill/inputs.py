@@ -14,16 +14,22 @@ from kdistill import offline
 from kdistill.backend import keras, tf
 
 
-def check(x, y, sample_weight, batch_size, num_classes, loss) -> None:
+def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None) -> None:
     """Raises a clear error for empty, mismatched, non-finite or mislabelled data.
 
     Args:
         x: Inputs given to `fit`/`evaluate`.
-        y: Targets (labels, or offline targets).
+        y: Targets (labels, or offline targets). For a student with several
+            outputs, a list of labels in output order or a dict keyed by
+            output name.
         sample_weight: Sample weights or None.
         batch_size: Batch size (for naming the failing batch).
-        num_classes: The student's number of outputs, or None if unknown.
-        loss: The compiled hard-label loss (or None).
+        num_classes: The size of the student's output (None if unknown), or
+            a list with one per output.
+        loss: The compiled hard-label loss (or None), or a list with one per
+            output.
+        output_names: The student's output names (`kdistill.outputs.names`);
+            None for one output.
     """
     if isinstance(x, tf.data.Dataset):
         if int(x.cardinality()) == 0:
@@ -41,7 +47,14 @@ def check(x, y, sample_weight, batch_size, num_classes, loss) -> None:
             "Invalid value for argument `x`: it holds no samples, so there is nothing to train on."
         )
     labels, cached, _ = offline.split_targets(y)
-    named = (("y", labels), ("teacher_outputs", cached), ("sample_weight", sample_weight))
+    count = len(output_names) if output_names else 1
+    per_output_labels = _per_output(labels, output_names) if count > 1 else [labels]
+    per_output_cached = tf.nest.flatten(cached) if count > 1 and cached is not None else [cached]
+    named = (
+        [("y", v) for v in per_output_labels]
+        + [("teacher_outputs", v) for v in per_output_cached]
+        + [("sample_weight", sample_weight)]
+    )
     for name, value in named:
         if isinstance(value, (np.ndarray, list)) and len(value) != n:
             raise ValueError(
@@ -60,8 +73,33 @@ def check(x, y, sample_weight, batch_size, num_classes, loss) -> None:
                 f"(batch {batch} at batch_size {batch_size or 32}). Training did not "
                 "start and nothing was saved. Clean or drop the non-finite samples."
             )
-    if isinstance(labels, (np.ndarray, list)):
-        _check_labels(np.asarray(labels), num_classes, loss)
+    classes = num_classes if isinstance(num_classes, list) else [num_classes]
+    losses = loss if isinstance(loss, list) else [loss]
+    for values, size, output_loss in zip(per_output_labels, classes, losses):
+        if isinstance(values, (np.ndarray, list)):
+            _check_labels(np.asarray(values), size, output_loss)
+
+
+def _per_output(labels, output_names) -> list:
+    """The labels of a student with several outputs, one entry per output."""
+    if isinstance(labels, dict):
+        unknown = sorted(set(labels) - set(output_names))
+        if unknown:
+            raise ValueError(
+                f"Invalid value for argument `y`: the student has no output named "
+                f"{', '.join(map(repr, unknown))}. Its outputs are: {', '.join(output_names)}."
+            )
+        return [labels.get(name) for name in output_names]
+    if isinstance(labels, (list, tuple)) and len(labels) == len(output_names):
+        if all(isinstance(v, (np.ndarray, list, tf.Tensor)) for v in labels):
+            return list(labels)
+    if labels is None:
+        return [None] * len(output_names)
+    raise ValueError(
+        f"Invalid value for argument `y`: the student has {len(output_names)} "
+        f"outputs ({', '.join(output_names)}), so pass one array of labels per "
+        "output: a list in that order, or a dict keyed by output name."
+    )
 
 
 def _check_labels(labels, num_classes, loss):

@@ -36,15 +36,27 @@ def offline_targets(labels, teacher_outputs) -> dict:
         >>> t = cache_teacher_outputs(teacher, x_train)
         >>> distiller.fit(x_train, offline_targets(y_train, t), epochs=5)
     """
-    if hasattr(labels, "__len__") and hasattr(teacher_outputs, "__len__"):
-        if len(labels) != len(teacher_outputs):
-            raise ValueError(
-                "Invalid value for argument `teacher_outputs`: it has "
-                f"{len(teacher_outputs)} rows but `labels` has {len(labels)}. "
-                "Cache the teacher outputs from the same samples, in the same "
-                "order, as the labels."
-            )
+    label_rows, teacher_rows = _rows(labels), _rows(teacher_outputs)
+    mismatched = [r for r in teacher_rows if label_rows and r != label_rows[0]]
+    if mismatched:
+        raise ValueError(
+            "Invalid value for argument `teacher_outputs`: it has "
+            f"{mismatched[0]} rows but `labels` has {label_rows[0]}. "
+            "Cache the teacher outputs from the same samples, in the same "
+            "order, as the labels."
+        )
     return {LABELS_KEY: labels, TEACHER_OUTPUTS_KEY: teacher_outputs}
+
+
+def _rows(values) -> list:
+    """Row counts of an array, or of each array in a list or dict of them
+    (one per output of a model with several)."""
+    if isinstance(values, dict):
+        return [r for v in values.values() for r in _rows(v)]
+    if isinstance(values, (list, tuple)) and values:
+        if all(isinstance(v, (np.ndarray, tf.Tensor)) for v in values):
+            return [r for v in values for r in _rows(v)]
+    return [len(values)] if hasattr(values, "__len__") else []
 
 
 def split_targets(y, sample_weight=None):
@@ -75,8 +87,9 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
         batch_size: Batch size for arrays (ignored for datasets).
 
     Returns:
-        Teacher logits (a teacher ending in softmax gives log-probabilities).
-        For arrays: a float32 numpy array, to pass to
+        Teacher logits (a teacher ending in softmax gives log-probabilities;
+        a teacher with several outputs gives a list, one array per output in
+        output order). For arrays: a float32 numpy array, to pass to
         `offline_targets`. For a dataset: a new, in-memory dataset with the
         same batches whose targets are already packed with `offline_targets`
         (iterate a deterministic dataset; shuffle the result with
@@ -87,11 +100,21 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
     """
     teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
 
-    probabilities = [outputs.returns_probabilities(m) for m in teachers]
+    probabilities = [outputs.probability_outputs(m) for m in teachers]
+    several = outputs.count(teachers[0]) > 1
+    if several and len(teachers) > 1:
+        raise ValueError(
+            "Invalid value for argument `teacher`: an ensemble's outputs are "
+            "cached for models with one output; these teachers have "
+            f"{outputs.count(teachers[0])}. Cache a single teacher."
+        )
 
     def run(x):
+        if several:  # one teacher, a list of logits in output order
+            values = outputs.flat(teachers[0](x, training=False))
+            return [np.asarray(outputs.as_logits(v, p)) for v, p in zip(values, probabilities[0])]
         logits = [
-            np.asarray(outputs.as_logits(m(x, training=False), p))
+            np.asarray(outputs.as_logits(m(x, training=False), p[0]))
             for m, p in zip(teachers, probabilities)
         ]
         return logits[0] if len(logits) == 1 else np.stack(logits, axis=1)
@@ -111,6 +134,13 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
     for start in range(0, n, batch_size):
         batch = tf.nest.map_structure(lambda a, i=start: a[i : i + batch_size], data)
         chunks.append(run(batch))
+    return _concatenate(chunks)
+
+
+def _concatenate(chunks):
+    """Joins per-batch teacher logits: arrays, or lists of arrays (one per output)."""
+    if isinstance(chunks[0], list):
+        return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
     return np.concatenate(chunks, axis=0)
 
 
@@ -132,7 +162,7 @@ def _cache_dataset(run, dataset):
     def concat(parts):
         return tf.nest.map_structure(lambda *p: np.concatenate(p, axis=0), *parts)
 
-    targets = offline_targets(concat(ys), np.concatenate(ts, axis=0))
+    targets = offline_targets(concat(ys), _concatenate(ts))
     if ws[0] is None:
         elements = (concat(xs), targets)
     else:

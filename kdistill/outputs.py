@@ -1,9 +1,12 @@
-"""What a model's outputs are: logits or probabilities.
+"""What a model's outputs are: how many, their names, logits or probabilities.
 
 Distillation losses need logits. A model whose last layer applies softmax
 returns probabilities; kdistill converts them to log-probabilities, which are
 logits up to a per-sample constant (softmax gives back the same distribution),
 instead of silently treating probabilities as logits.
+
+A model with several outputs (a list or a dict of them) is handled output by
+output, in `tf.nest.flatten` order (a dict's keys sorted).
 """
 
 from __future__ import annotations
@@ -26,10 +29,68 @@ def returns_probabilities(model) -> bool:
     """
     if model is None or not getattr(model, "layers", None):
         return False
-    last = model.layers[-1]
-    if isinstance(last, keras.layers.Softmax):
+    return _applies_softmax(model.layers[-1])
+
+
+def names(model) -> list:
+    """Returns the names of `model`'s outputs, in flat order.
+
+    A model built with a dict of outputs is named by the dict's keys; one
+    with a list (or one output) by its output layers. A subclassed model
+    without a layer graph counts as one output named "output".
+
+    Example:
+        >>> names(two_head_model)  # keras.Model(x, [cls, box])
+        ['cls', 'box']
+    """
+    outputs = structure(model)
+    if isinstance(outputs, dict):
+        return sorted(outputs)
+    layer_names = list(getattr(model, "output_names", None) or [])
+    how_many = len(tf.nest.flatten(outputs)) if outputs is not None else 1
+    return layer_names if len(layer_names) == how_many else ["output"] * how_many
+
+
+def count(model) -> int:
+    """Returns how many outputs `model` has (1 when it cannot tell)."""
+    outputs = structure(model)
+    return len(tf.nest.flatten(outputs)) if outputs is not None else 1
+
+
+def probability_outputs(model) -> list:
+    """Returns, for each output of `model` in flat order, whether it is
+    probabilities (its layer applies softmax).
+
+    Example:
+        >>> probability_outputs(keras.Model(x, [logits, probabilities]))
+        [False, True]
+    """
+    if count(model) == 1:
+        return [returns_probabilities(model)]
+    layer_names = list(getattr(model, "output_names", None) or [])
+    return [_applies_softmax(model.get_layer(name)) for name in layer_names]
+
+
+def flat(values) -> list:
+    """Returns a model's outputs (a tensor, a list or a dict) as a flat list."""
+    return tf.nest.flatten(values)
+
+
+def structure(model):
+    """Returns `model.output` (a tensor, list or dict), or None for a model
+    without a layer graph (or None)."""
+    if model is None:
+        return None
+    try:
+        return model.output if getattr(model, "outputs", None) else None
+    except (AttributeError, ValueError):  # a subclassed model not yet called
+        return None
+
+
+def _applies_softmax(layer) -> bool:
+    if isinstance(layer, keras.layers.Softmax):
         return True
-    activation = getattr(last, "activation", None)
+    activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", "") == "softmax"
 
 

@@ -43,6 +43,23 @@ def tiny_mlp(units=8, classes=3, inputs=4, name="mlp", softmax=False, batch_norm
     return keras.Model(x_in, out, name=name)
 
 
+def two_heads(units=8, inputs=4, name="mlp", as_dict=False):
+    """A model with a 3-class head f"{name}_cls" and a 2-value head f"{name}_box"
+    (as a list, or a dict keyed "cls" and "box")."""
+    x_in = keras.Input((inputs,))
+    h = keras.layers.Dense(units, activation="relu", name=f"{name}_hidden")(x_in)
+    cls = keras.layers.Dense(3, name=f"{name}_cls")(h)
+    box = keras.layers.Dense(2, name=f"{name}_box")(h)
+    return keras.Model(x_in, {"cls": cls, "box": box} if as_dict else [cls, box], name=name)
+
+
+def two_head_data(n=256, inputs=4, seed=0):
+    """Inputs, class labels (argmax of the first 3 inputs) and box targets."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    return x, np.argmax(x[:, :3], axis=1).astype("int64"), 0.5 * x[:, 2:4]
+
+
 def toy_data(n=64, inputs=4, classes=3, seed=0):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, inputs)).astype("float32")

@@ -206,7 +206,7 @@ CASES = {
     "unknown loss name": (
         lambda tmp: losses.get("kl_div"),
         ValueError,
-        "Valid names: attention, dkd, hint, logit_mse, soft_target",
+        "Valid names: attention, dkd, hint, logit_mse, per_output, soft_target",
     ),
     "unknown strategy name": (
         lambda tmp: strategies.parse("kd+int4"),

@@ -5,12 +5,20 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import tiny_mlp, toy_data
+from conftest import tiny_mlp, toy_data, two_head_data, two_heads
 
-from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets, training
+from kdistill import (
+    Distiller,
+    backend,
+    cache_teacher_outputs,
+    losses,
+    models,
+    offline_targets,
+    training,
+)
 from kdistill.backend import keras, tf
 from kdistill.callbacks import TeacherAgreement
-from kdistill.losses import HintLoss, LogitMSE, SoftTargetKD
+from kdistill.losses import HintLoss, LogitMSE, PerOutput, SoftTargetKD
 
 
 def sparse_ce():
@@ -601,3 +609,165 @@ def test_attention_transfer_trains_between_conv_maps_of_different_widths():
     history = distiller.fit(x, y, epochs=8, batch_size=8, verbose=0).history
     assert history["attention_loss"][-1] < history["attention_loss"][0]
     assert distiller.adapters == [None, None]
+
+
+# -- several outputs ------------------------------------------------------------
+
+
+def two_head_losses():
+    return [sparse_ce(), keras.losses.MeanSquaredError()]
+
+
+def test_student_with_two_heads_learns_both_from_its_teacher():
+    x, cls, box = two_head_data(512)
+    x_test, cls_test, box_test = two_head_data(256, seed=1)
+    teacher = two_heads(units=32, name="teacher")
+    teacher.compile(keras.optimizers.Adam(0.01), two_head_losses())
+    teacher.fit(x, [cls, box], epochs=40, batch_size=64, verbose=0)
+    distiller = Distiller(
+        teacher,
+        two_heads(units=16, name="student"),
+        PerOutput([SoftTargetKD(2.0), LogitMSE()]),
+        alpha=0.2,
+    )
+    distiller.compile(keras.optimizers.Adam(0.01), two_head_losses())
+    history = distiller.fit(x, [cls, box], epochs=40, batch_size=64, verbose=0).history
+    assert history["distillation_loss"][-1] < 0.5 * history["distillation_loss"][0]
+    cls_pred, box_pred = distiller.predict(x_test, verbose=0)
+    assert np.mean(np.argmax(cls_pred, -1) == cls_test) > 0.85
+    assert np.mean((box_pred - box_test) ** 2) < 0.5 * np.mean((box_test - box_test.mean(0)) ** 2)
+
+
+def test_losses_of_several_outputs_match_the_pure_functions():
+    x, cls, box = two_head_data(64)
+    teacher, student = two_heads(units=16, name="teacher"), two_heads(name="student")
+    distiller = Distiller(teacher, student, PerOutput([SoftTargetKD(2.0), "logit_mse"]), alpha=0.3)
+    distiller.compile(frozen_sgd(), [sparse_ce(), None])
+    logs = distiller.evaluate(x, [cls, box], batch_size=64, verbose=0, return_dict=True)
+    (t_cls, t_box), (s_cls, s_box) = teacher(x), student(x)
+    distill = np.mean(losses.soft_target_kd(t_cls, s_cls, 2.0) + losses.logit_mse(t_box, s_box))
+    hard = np.mean(keras.losses.sparse_categorical_crossentropy(cls, s_cls, from_logits=True))
+    assert logs["distillation_loss"] == pytest.approx(distill, rel=1e-5)
+    assert logs["student_loss"] == pytest.approx(hard, rel=1e-5)
+    assert logs["loss"] == pytest.approx(0.3 * hard + 0.7 * distill, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_dict_outputs_distil_offline_as_online_and_train():
+    x, cls, box = two_head_data(64)
+    y = {"cls": cls, "box": box}
+    teacher = two_heads(units=16, name="teacher", as_dict=True)
+    student = two_heads(name="student", as_dict=True)
+    loss = {"cls": SoftTargetKD(2.0), "box": LogitMSE()}
+    hard = {"cls": sparse_ce(), "box": "mse"}
+    online = Distiller(teacher, student, PerOutput(loss), alpha=0.4)
+    online.compile(frozen_sgd(), hard)
+    expected = online.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    cached = cache_teacher_outputs(teacher, x, batch_size=10)
+    assert [c.shape for c in cached] == [(64, 2), (64, 3)]  # box, cls: the keys sorted
+    offline = Distiller(None, student, PerOutput(loss), alpha=0.4)
+    offline.compile(frozen_sgd(), hard)
+    got = offline.evaluate(
+        x, offline_targets(y, cached), batch_size=16, verbose=0, return_dict=True
+    )
+    for key in ("loss", "student_loss", "distillation_loss"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-5)
+    offline.compile("adam", hard)
+    history = offline.fit(x, offline_targets(y, cached), epochs=5, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_hints_and_per_output_losses_train_together():
+    x, cls, box = two_head_data(128)
+    distiller = Distiller(
+        two_heads(units=16, name="teacher"),
+        two_heads(name="student"),
+        [PerOutput([SoftTargetKD(2.0), None]), HintLoss("teacher_hidden", "student_hidden")],
+    )
+    distiller.compile("adam", two_head_losses())
+    history = distiller.fit(x, [cls, box], epochs=5, verbose=0).history
+    assert history["hint_loss"][-1] < history["hint_loss"][0]
+    assert history["per_output_loss"][-1] < history["per_output_loss"][0]
+
+
+def test_two_heads_with_alpha_zero_train_on_the_teacher_alone():
+    x, cls, box = two_head_data(128)
+    distiller = Distiller(
+        two_heads(units=16, name="teacher"),
+        two_heads(name="student"),
+        PerOutput([SoftTargetKD(2.0), LogitMSE()]),
+        alpha=0.0,
+    )
+    distiller.compile("adam", [None, None])
+    history = distiller.fit(x, [cls, box], epochs=5, verbose=0).history
+    assert history["student_loss"] == [0.0] * 5
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_save_and_load_keep_the_per_output_losses(tmp_path):
+    x, cls, box = two_head_data(64)
+    distiller = Distiller(
+        two_heads(units=16, name="teacher", as_dict=True),
+        two_heads(name="student", as_dict=True),
+        PerOutput({"cls": SoftTargetKD(3.0)}),
+    )
+    distiller.compile("adam", {"cls": sparse_ce(), "box": "mse"})
+    distiller.fit(x, {"cls": cls, "box": box}, epochs=1, verbose=0)
+    path = str(tmp_path / "two_heads.keras")
+    distiller.save(path)
+    restored = keras.models.load_model(path)
+    (loss,) = restored.distillation_losses
+    assert isinstance(loss, PerOutput) and float(loss.losses["cls"].temperature.numpy()) == 3.0
+    before, after = distiller.predict(x, verbose=0), restored.predict(x, verbose=0)
+    np.testing.assert_allclose(after["box"], before["box"], atol=1e-6)
+    restored.fit(x, {"cls": cls, "box": box}, epochs=1, verbose=0)
+
+
+def one_head_teacher(_):
+    return Distiller(tiny_mlp(name="teacher"), two_heads(name="student"), PerOutput(["dkd", None]))
+
+
+def plain_loss(_):
+    return Distiller(two_heads(name="teacher"), two_heads(name="student"), SoftTargetKD())
+
+
+def ensemble(_):
+    teachers = [two_heads(name="t1"), two_heads(name="t2")]
+    return Distiller(teachers, two_heads(name="student"), PerOutput(["soft_target", None]))
+
+
+def one_compiled_loss(_):
+    distiller = Distiller(
+        two_heads(name="t"), two_heads(name="s"), PerOutput(["soft_target", None])
+    )
+    distiller.compile("adam", sparse_ce())
+
+
+def one_label_array(_):
+    x, cls, _ = two_head_data(32)
+    distiller = Distiller(
+        two_heads(name="t"), two_heads(name="s"), PerOutput(["soft_target", None])
+    )
+    distiller.compile("adam", [sparse_ce(), None])
+    distiller.fit(x, cls, verbose=0)
+
+
+def caching_an_ensemble(_):
+    cache_teacher_outputs([two_heads(name="t1"), two_heads(name="t2")], two_head_data(8)[0])
+
+
+@pytest.mark.parametrize(
+    "make_it, message",
+    [
+        (one_head_teacher, "different numbers of outputs: teacher 1"),
+        (plain_loss, r"2 outputs \(student_cls, student_box\), so SoftTargetKD must say"),
+        (ensemble, "a teacher ensemble distils models with one output"),
+        (one_compiled_loss, "pass a list with one loss per output"),
+        (one_label_array, "pass one array of labels per output"),
+        (caching_an_ensemble, "Cache a single teacher"),
+    ],
+    ids=lambda v: getattr(v, "__name__", ""),
+)
+def test_several_outputs_misused_get_a_clear_error(make_it, message):
+    with pytest.raises(ValueError, match=message):
+        make_it(None)

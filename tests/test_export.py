@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiny_mlp, toy_data
+from conftest import tiny_mlp, toy_data, two_heads
 
 from kdistill import Distiller, atomic, export, models, training
 from kdistill.backend import keras, tf
@@ -94,6 +94,13 @@ def test_missing_and_corrupt_files_say_what_to_do(tmp_path, exported):
     for path in (truncated, garbage):
         with pytest.raises(ValueError, match="corrupt or truncated"):
             export.evaluate_tflite(str(path), np.zeros((1, 8, 8, 1), "float32"))
+
+
+def test_model_with_two_outputs_converts_but_is_not_evaluated_as_one(tmp_path):
+    info = export.to_tflite(two_heads(), str(tmp_path / "two_heads.tflite"))
+    assert os.path.getsize(info["path"]) > 0
+    with pytest.raises(ValueError, match="has 2 outputs; TFLiteModel runs models with one"):
+        export.evaluate_tflite(info["path"], np.zeros((4, 4), "float32"))
 
 
 class MatrixInverse(keras.layers.Layer):

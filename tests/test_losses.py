@@ -138,8 +138,10 @@ def test_attention_transfer_matches_closed_form():
         losses.HintLoss("a", "b", distance="cosine"),
         losses.DecoupledKD(0.5, 4.0, 3.0),
         losses.AttentionTransfer(["a1", "a2"], ["b1", "b2"], beta=10.0),
+        losses.PerOutput([losses.SoftTargetKD(3.0), None]),
+        losses.PerOutput({"box": losses.LogitMSE("sum")}),
     ],
-    ids=lambda l: type(l).__name__,
+    ids=lambda l: f"{type(l).__name__}-{sorted(l.get_config())}",
 )
 def test_losses_round_trip_through_keras_serialization(loss):
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
@@ -190,3 +192,60 @@ def test_keras_builtin_logits_distillation_is_not_the_closed_form_but_ours_is():
     )
     assert builtin != pytest.approx(closed_form, rel=0.1)
     assert float(losses.SoftTargetKD(3.0)(TEACHER, STUDENT)) == pytest.approx(closed_form, rel=1e-5)
+
+
+# -- several outputs ----------------------------------------------------------
+
+
+def test_per_output_sums_the_chosen_losses_and_skips_none():
+    rng = np.random.default_rng(0)
+    t_cls, s_cls = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    t_box, s_box = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    t_aux, s_aux = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
+    expected = losses.soft_target_kd(t_cls, s_cls, 2.0) + np.mean((t_box - s_box) ** 2, axis=-1)
+    listed = losses.PerOutput([losses.SoftTargetKD(2.0), "logit_mse", None])
+    got = listed.per_sample([t_cls, t_box, t_aux], [s_cls, s_box, s_aux])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    keyed = losses.PerOutput({"cls": losses.SoftTargetKD(2.0), "box": losses.LogitMSE()})
+    teacher = {"cls": t_cls, "box": t_box, "aux": t_aux}
+    student = {"cls": s_cls, "box": s_box, "aux": s_aux}
+    np.testing.assert_allclose(keyed.per_sample(teacher, student), expected, rtol=1e-5)
+    keyed.bind(["aux", "box", "cls"])  # a model's flat order: the dict's keys sorted
+    got = keyed.per_sample([t_aux, t_box, t_cls], [s_aux, s_box, s_cls])
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_per_output_passes_each_output_its_own_labels():
+    rng = np.random.default_rng(1)
+    teacher, student = rng.normal(size=(2, 6, 4)), rng.normal(size=(2, 6, 4))
+    labels = rng.integers(0, 4, size=(2, 6))
+    dkd = losses.DecoupledKD(1.0, 2.0, 3.0)
+    loss = losses.PerOutput([None, dkd])
+    assert loss.needs_labels
+    got = loss.per_sample(list(teacher), list(student), list(labels))
+    np.testing.assert_allclose(got, dkd.per_sample(teacher[1], student[1], labels[1]), rtol=1e-5)
+
+
+def test_per_output_that_does_not_fit_the_outputs_names_them():
+    with pytest.raises(ValueError, match=r"2 losses for a model with 3 outputs \(a, b, c\)"):
+        losses.PerOutput(["soft_target", None]).bind(["a", "b", "c"])
+    with pytest.raises(ValueError, match="no output is named 'bx'. The outputs are: box, cls"):
+        losses.PerOutput({"bx": "logit_mse"}).bind(["box", "cls"])
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ([None, None], "every output is None"),
+        ([losses.HintLoss("a", "b")], "HintLoss is not a loss on one output"),
+        ("soft_target", "expected a list"),
+    ],
+)
+def test_per_output_rejects_what_it_cannot_distil(spec, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        losses.PerOutput(spec)
+
+
+def test_per_output_exposes_its_temperatures_to_schedules():
+    soft = losses.SoftTargetKD(4.0)
+    assert losses.PerOutput([soft, losses.LogitMSE()]).temperature_variables == [soft.temperature]
