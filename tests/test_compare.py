@@ -111,6 +111,19 @@ def test_pruning_then_qat_keeps_the_zeros_in_the_int8_file(tmp_path):
     assert export.weight_sparsity(path)["overall"] == pytest.approx(0.8, abs=0.02)
 
 
+def test_hint_strategy_finds_its_layer_in_pruned_and_quantization_aware_students(tmp_path):
+    # The hint reads the student's last hidden layer, which pruning and QAT wrap and rename.
+    result = small_run(
+        str(tmp_path / "run"), strategy_names=["hint+prune50+qat8"], student_widths=[32], epochs=6
+    )
+    (record,) = result.records
+    if not backend.LEGACY_KERAS:
+        assert record["status"] == "failed" and "TF_USE_LEGACY_KERAS=1" in record["error"]
+        return
+    assert record["status"] == "ok", record.get("error")
+    assert record["accuracy"] > 0.5  # ten digit classes: chance is 0.1
+
+
 @pytest.mark.slow
 def test_recommendation_respects_the_budget(finished):
     pick = finished.recommendation
