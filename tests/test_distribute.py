@@ -87,6 +87,40 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device(tmp_path):
 
 
 @pytest.mark.slow
+def test_mirrored_strategy_distils_a_student_with_two_heads_as_one_device(tmp_path):
+    code = script(
+        """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from conftest import two_head_data, two_heads
+    from kdistill import Distiller
+    from kdistill.backend import keras
+    from kdistill.losses import LogitMSE, PerOutput, SoftTargetKD
+    x, cls, box = two_head_data(64)
+
+    def train(strategy):
+        with strategy.scope():
+            keras.utils.set_random_seed(7)
+            teacher, student = two_heads(16, name="teacher"), two_heads(name="student")
+            distiller = Distiller(teacher, student, PerOutput([SoftTargetKD(2.0), LogitMSE()]))
+            ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+            distiller.compile(optimizer=keras.optimizers.SGD(0.1), loss=[ce, "mse"])
+        distiller.fit(x, [cls, box], batch_size=16, epochs=3, shuffle=False, verbose=0)
+        return student.get_weights()
+
+    single = train(tf.distribute.get_strategy())
+    multi = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single, multi))
+    print("MAX_DIFF", diff)
+    assert diff < 1e-5, diff
+    """
+    )
+    result = run_script(code, tmp_path)
+    assert "MAX_DIFF" in result.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(backend.LEGACY_KERAS, reason="Keras 3 dtype policy API")
 def test_mixed_bfloat16_trains_as_well_as_float32(tmp_path):
     code = textwrap.dedent("""
