@@ -258,6 +258,7 @@ class Distiller(keras.Model):
         a flat list, the student's features)."""
         values = outputs.flat(self._student_view(x, training=training))
         count = len(self._output_names)
+        _check_output_count(values, count + len(self.adapters), "student")
         predictions = values[:count]
         if count == 1:
             return predictions[0], predictions, values[1:]
@@ -274,6 +275,7 @@ class Distiller(keras.Model):
             values = [
                 tf.stop_gradient(v) for v in outputs.flat(self._teacher_view(x, training=False))
             ]
+            _check_output_count(values, count + len(self.adapters), "teacher")
             logits = [
                 outputs.as_logits(v, p)
                 for v, p in zip(values[:count], self._teachers_return_probabilities[0])
@@ -749,6 +751,19 @@ def _check_input_shapes(teacher, student):
             f"{t} and student {s}. Both models see the same batch, so give the "
             "student the teacher's input shape (add a Reshape or Resizing "
             "layer inside the student if it needs another)."
+        )
+
+
+def _check_output_count(values, expected, role):
+    """A model without a layer graph shows how many outputs it has only when
+    called: refuse more than were paired up, instead of distilling the first."""
+    if len(values) != expected:
+        raise ValueError(
+            f"The {role} returned {len(values)} outputs, but kdistill expected "
+            f"{expected}. kdistill pairs the outputs of teacher and student before "
+            "training, which it can do only for models with a layer graph: build a "
+            "model with several outputs as a functional model, "
+            "keras.Model(inputs, [output_1, output_2])."
         )
 
 

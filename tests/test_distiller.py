@@ -752,6 +752,22 @@ def one_label_array(_):
     distiller.fit(x, cls, verbose=0)
 
 
+class SubclassedTwoHeads(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.cls, self.box = keras.layers.Dense(3), keras.layers.Dense(2)
+
+    def call(self, x):
+        return [self.cls(x), self.box(x)]
+
+
+def subclassed_two_heads(_):
+    x, cls, _ = two_head_data(32)
+    distiller = Distiller(tiny_mlp(inputs=4), SubclassedTwoHeads())
+    distiller.compile("adam", sparse_ce())
+    distiller.fit(x, cls, verbose=0)
+
+
 def caching_an_ensemble(_):
     cache_teacher_outputs([two_heads(name="t1"), two_heads(name="t2")], two_head_data(8)[0])
 
@@ -765,6 +781,7 @@ def caching_an_ensemble(_):
         (one_compiled_loss, "pass a list with one loss per output"),
         (one_label_array, "pass one array of labels per output"),
         (caching_an_ensemble, "Cache a single teacher"),
+        (subclassed_two_heads, "student returned 2 outputs, but kdistill expected 1"),
     ],
     ids=lambda v: getattr(v, "__name__", ""),
 )
