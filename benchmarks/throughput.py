@@ -28,8 +28,10 @@ stolen in each kept one.
     python benchmarks/throughput.py --smoke        # seconds; what CI runs
 
 Two focused modes rerun a subset of the variants for more rounds, to resolve
-one ratio more finely: --focus=offline (the floor against kdistill offline)
-and --focus=online (the floor, the teacher's forward pass, kdistill online and
+one ratio more finely: --focus=offline (the floor against kdistill offline,
+and against kdistill offline with a distillation loss that does no work: the
+step's own cost, apart from the soft-target loss's arithmetic) and
+--focus=online (the floor, the teacher's forward pass, kdistill online and
 Keras's distiller). --shuffle_order runs the variants of each round in a new
 random order, so no variant always follows the same one.
 """
@@ -49,7 +51,7 @@ from absl import app, flags  # noqa: E402
 
 from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
-from kdistill.losses import SoftTargetKD  # noqa: E402
+from kdistill.losses import DistillationLoss, SoftTargetKD  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: synthetic 28x28 inputs).")
 flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
@@ -78,8 +80,9 @@ flags.DEFINE_enum(
     "all",
     ["all", "offline", "online"],
     "all: every variant, memory and the job (results in throughput.json). offline: only "
-    "the floor and kdistill offline, alternated for --rounds rounds, to resolve their "
-    "ratio more finely than the full run can (results in throughput_offline.json). "
+    "the floor, kdistill offline and kdistill offline with a loss that does no work, "
+    "alternated for --rounds rounds, to resolve their ratios more finely than the full "
+    "run can (results in throughput_offline.json). "
     "online: the floor, the teacher's forward pass, kdistill online and Keras's "
     "distiller (results in throughput_online.json).",
 )
@@ -116,6 +119,15 @@ def pair(kind, shape, classes):
         return teacher, lambda: models.mlp(shape, classes, (100, 64), name="student")
     teacher = models.small_cnn(shape, classes, (32, 64), 256, name="teacher")
     return teacher, lambda: models.small_cnn(shape, classes, (8, 16), 64, name="student")
+
+
+class NoWorkLoss(DistillationLoss):
+    """A distillation loss of zero for every sample, with no gradient: the
+    offline step with it is kdistill's step without the soft-target loss's
+    arithmetic (the control of --focus=offline)."""
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return tf.zeros(tf.shape(student_outputs)[:1])
 
 
 def sparse_ce():
@@ -173,7 +185,8 @@ def build(name, teacher, make_student, x, y, cached, jit, spe):
         model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce(), **options)
     else:
         online = name == "kdistill_online"
-        model = Distiller(teacher if online else None, make_student(), SoftTargetKD(4.0), alpha=0.1)
+        loss = NoWorkLoss() if name == "kdistill_offline_no_work_loss" else SoftTargetKD(4.0)
+        model = Distiller(teacher if online else None, make_student(), loss, alpha=0.1)
         model.compile(
             keras.optimizers.Adam(1e-3), sparse_ce(), step_logs=FLAGS.step_logs, **options
         )
@@ -291,6 +304,7 @@ def ratios(times, suffix):
     }
     per_round = {  # ratio name -> that ratio in each round, where its variants ran
         "offline_over_floor": ("kdistill_offline", ("student_floor",)),
+        "no_work_loss_over_floor": ("kdistill_offline_no_work_loss", ("student_floor",)),
         "online_over_ideal": ("kdistill_online", ("student_floor", "teacher_forward")),
         "online_over_keras": ("kdistill_online", ("keras_distiller",)),
     }
@@ -415,7 +429,10 @@ def measure(kind, x, y, jit, spe, variants):
 
 
 FOCUSED = {  # --focus -> (variants, ratios printed)
-    "offline": (("student_floor", "kdistill_offline"), ("offline_over_floor",)),
+    "offline": (
+        ("student_floor", "kdistill_offline", "kdistill_offline_no_work_loss"),
+        ("offline_over_floor", "no_work_loss_over_floor"),
+    ),
     "online": (
         ("student_floor", "teacher_forward", "kdistill_online", "keras_distiller"),
         ("online_over_ideal", "online_over_keras"),
