@@ -615,14 +615,7 @@ def _student_losses(loss, output_names) -> list:
     if count == 1:
         return [keras.losses.get(loss)]
     if isinstance(loss, dict):
-        unknown = sorted(set(loss) - set(output_names))
-        if unknown:
-            raise ValueError(
-                f"Invalid value for argument `loss`: the student has no output "
-                f"named {', '.join(map(repr, unknown))}. Its outputs are: "
-                f"{', '.join(output_names)}."
-            )
-        chosen = [loss.get(name) for name in output_names]
+        chosen = outputs.by_name(loss, output_names, "loss")
     elif isinstance(loss, (list, tuple)) and len(loss) == count:
         chosen = list(loss)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdistill import offline
+from kdistill import offline, outputs
 from kdistill.backend import keras, tf
 
 
@@ -83,13 +83,7 @@ def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None)
 def _per_output(labels, output_names) -> list:
     """The labels of a student with several outputs, one entry per output."""
     if isinstance(labels, dict):
-        unknown = sorted(set(labels) - set(output_names))
-        if unknown:
-            raise ValueError(
-                f"Invalid value for argument `y`: the student has no output named "
-                f"{', '.join(map(repr, unknown))}. Its outputs are: {', '.join(output_names)}."
-            )
-        return [labels.get(name) for name in output_names]
+        return outputs.by_name(labels, output_names, "y")
     if isinstance(labels, (list, tuple)) and len(labels) == len(output_names):
         if all(isinstance(v, (np.ndarray, list, tf.Tensor)) for v in labels):
             return list(labels)

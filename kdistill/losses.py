@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kdistill import validation
+from kdistill import outputs, validation
 from kdistill.backend import keras, register_serializable, scalar_variable, tf
 
 # ---------------------------------------------------------------------------
@@ -693,14 +693,7 @@ class PerOutput(DistillationLoss):
                     "one loss (or None) per output, or a dict keyed by output name."
                 )
             return
-        unknown = sorted(set(self.losses) - set(output_names))
-        if unknown:
-            raise ValueError(
-                f"Invalid value for argument `losses` of PerOutput: no output is "
-                f"named {', '.join(map(repr, unknown))}. The outputs are: "
-                f"{', '.join(output_names)}."
-            )
-        self._by_position = [self.losses.get(name) for name in output_names]
+        self._by_position = outputs.by_name(self.losses, output_names, "losses")
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         """Sums the chosen losses over the outputs, per sample.

@@ -71,6 +71,33 @@ def probability_outputs(model) -> list:
     return [_applies_softmax(model.get_layer(name)) for name in layer_names]
 
 
+def by_name(values: dict, output_names, argument: str) -> list:
+    """Lines a dict keyed by output name up with the outputs.
+
+    Args:
+        values: A dict from output names to anything (losses, labels).
+        output_names: The model's output names in flat order (`names`).
+        argument: The argument `values` came from, for the error message.
+
+    Returns:
+        One entry per output, None where `values` leaves the output out.
+
+    Raises:
+        ValueError: A key names no output.
+
+    Example:
+        >>> by_name({"box": "mse"}, ["box", "cls"], "loss")
+        ['mse', None]
+    """
+    unknown = sorted(set(values) - set(output_names))
+    if unknown:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: the model has no output named "
+            f"{', '.join(map(repr, unknown))}. Its outputs are: {', '.join(output_names)}."
+        )
+    return [values.get(name) for name in output_names]
+
+
 def flat(values) -> list:
     """Returns a model's outputs (a tensor, a list or a dict) as a flat list."""
     return tf.nest.flatten(values)

@@ -743,6 +743,17 @@ def one_compiled_loss(_):
     distiller.compile("adam", sparse_ce())
 
 
+def labels_of_an_unknown_output(_):
+    x, cls, box = two_head_data(32)
+    distiller = Distiller(
+        two_heads(name="t", as_dict=True),
+        two_heads(name="s", as_dict=True),
+        PerOutput({"cls": "soft_target"}),
+    )
+    distiller.compile("adam", {"cls": sparse_ce()})
+    distiller.fit(x, {"cls": cls, "boxes": box}, verbose=0)
+
+
 def one_label_array(_):
     x, cls, _ = two_head_data(32)
     distiller = Distiller(
@@ -780,6 +791,7 @@ def caching_an_ensemble(_):
         (ensemble, "a teacher ensemble distils models with one output"),
         (one_compiled_loss, "pass a list with one loss per output"),
         (one_label_array, "pass one array of labels per output"),
+        (labels_of_an_unknown_output, "`y`: the model has no output named 'boxes'. Its outputs"),
         (caching_an_ensemble, "Cache a single teacher"),
         (subclassed_two_heads, "student returned 2 outputs, but kdistill expected 1"),
     ],

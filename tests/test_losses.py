@@ -229,7 +229,7 @@ def test_per_output_passes_each_output_its_own_labels():
 def test_per_output_that_does_not_fit_the_outputs_names_them():
     with pytest.raises(ValueError, match=r"2 losses for a model with 3 outputs \(a, b, c\)"):
         losses.PerOutput(["soft_target", None]).bind(["a", "b", "c"])
-    with pytest.raises(ValueError, match="no output is named 'bx'. The outputs are: box, cls"):
+    with pytest.raises(ValueError, match="no output named 'bx'. Its outputs are: box, cls"):
         losses.PerOutput({"bx": "logit_mse"}).bind(["box", "cls"])
 
 
