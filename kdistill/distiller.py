@@ -314,6 +314,8 @@ class Distiller(keras.Model):
     def _flat_labels(self, y) -> list:
         """The labels of a student with several outputs, in output order
         (None for an output a dict of labels leaves out)."""
+        if y is None:
+            return [None] * len(self._output_names)
         if isinstance(y, dict):
             return [y.get(name) for name in self._output_names]
         return outputs.flat(y)

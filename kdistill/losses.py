@@ -724,6 +724,11 @@ class PerOutput(DistillationLoss):
             if loss is None:
                 continue
             labels = None if y_true is None else y_true[key]
+            if loss.needs_labels and labels is None:
+                raise ValueError(
+                    f"{type(loss).__name__} on output {key!r} needs that output's true "
+                    "labels: pass them in y (in output order, or keyed by output name)."
+                )
             terms.append(loss.per_sample(teacher_outputs[key], student_outputs[key], labels))
         return tf.add_n(terms)
 

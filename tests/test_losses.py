@@ -226,6 +226,13 @@ def test_per_output_passes_each_output_its_own_labels():
     np.testing.assert_allclose(got, dkd.per_sample(teacher[1], student[1], labels[1]), rtol=1e-5)
 
 
+def test_per_output_without_the_labels_a_loss_needs_says_which_output():
+    loss = losses.PerOutput({"cls": losses.DecoupledKD()})
+    logits = {"cls": np.zeros((2, 3), "float32")}
+    with pytest.raises(ValueError, match="DecoupledKD on output 'cls' needs that output's true"):
+        loss.per_sample(logits, logits)
+
+
 def test_per_output_that_does_not_fit_the_outputs_names_them():
     with pytest.raises(ValueError, match=r"2 losses for a model with 3 outputs \(a, b, c\)"):
         losses.PerOutput(["soft_target", None]).bind(["a", "b", "c"])
