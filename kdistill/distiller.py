@@ -129,8 +129,7 @@ class Distiller(keras.Model):
             ["teacher_agreement", "teacher_kl"], name="agreement_means"
         )
         self._track_teacher_agreement = False
-        self._student_loss = None  # as compiled: one loss, or one per output
-        self._student_losses = []  # one resolved loss (or None) per output
+        self._student_losses = []  # the compiled hard-label loss (or None) per output
         self.step_logs = "all"
         # Both models are built (or build on first call); nothing to create.
         self.built = bool(getattr(student, "built", False))
@@ -207,10 +206,6 @@ class Distiller(keras.Model):
                 "from_logits=True), or build the Distiller with alpha=0."
             )
         self._student_losses = student_losses
-        if all(l is None for l in student_losses):
-            self._student_loss = None
-        else:
-            self._student_loss = student_losses[0] if len(student_losses) == 1 else student_losses
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
@@ -417,7 +412,7 @@ class Distiller(keras.Model):
         terms = self._distillation_terms(y, teacher_out, teacher_feats, predictions, student_feats)
         distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
         distill_mean = mean(distill)
-        if self._student_loss is not None:
+        if any(l is not None for l in self._student_losses):
             hard_mean = mean(self._hard_loss_per_sample(y, predictions))
         else:
             hard_mean = tf.zeros((), tf.float32)
