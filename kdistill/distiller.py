@@ -521,6 +521,9 @@ class Distiller(keras.Model):
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         y, _, sample_weight = offline.split_targets(y, sample_weight)
+        if isinstance(y, dict) and isinstance(y_pred, dict):
+            # Outputs without labels (trained on the teacher alone) have no metrics.
+            y_pred = {name: value for name, value in y_pred.items() if name in y}
         return super().compute_metrics(x, y, y_pred, sample_weight)
 
     # -- serialization -----------------------------------------------------

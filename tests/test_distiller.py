@@ -704,6 +704,25 @@ def test_two_heads_with_alpha_zero_train_on_the_teacher_alone():
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_an_output_without_labels_learns_from_the_teacher_alone():
+    x, cls, box = two_head_data(256)
+    teacher = two_heads(units=32, name="teacher", as_dict=True)
+    teacher.compile(keras.optimizers.Adam(0.01), {"cls": sparse_ce(), "box": "mse"})
+    teacher.fit(x, {"cls": cls, "box": box}, epochs=30, batch_size=64, verbose=0)
+    distiller = Distiller(
+        teacher,
+        two_heads(units=16, name="student", as_dict=True),
+        PerOutput({"cls": SoftTargetKD(2.0), "box": LogitMSE()}),
+    )
+    distiller.compile(
+        keras.optimizers.Adam(0.01), {"cls": sparse_ce()}, metrics={"cls": ["accuracy"]}
+    )
+    history = distiller.fit(x, {"cls": cls}, epochs=30, batch_size=64, verbose=0).history
+    assert history["accuracy"][-1] > 0.8
+    box_pred = distiller.predict(x, verbose=0)["box"]  # no box labels: learned from the teacher
+    assert np.mean((box_pred - box) ** 2) < 0.5 * np.mean((box - box.mean(0)) ** 2)
+
+
 def test_save_and_load_keep_the_per_output_losses(tmp_path):
     x, cls, box = two_head_data(64)
     distiller = Distiller(
