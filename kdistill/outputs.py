@@ -16,22 +16,6 @@ from kdistill.backend import keras, tf
 _PROBABILITY_FLOOR = 1e-12
 
 
-def returns_probabilities(model) -> bool:
-    """Returns True if `model`'s last layer applies softmax.
-
-    Args:
-        model: A Keras model, or None.
-
-    Example:
-        >>> m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
-        >>> returns_probabilities(m)
-        True
-    """
-    if model is None or not getattr(model, "layers", None):
-        return False
-    return _applies_softmax(model.layers[-1])
-
-
 def names(model) -> list:
     """Returns the names of `model`'s outputs, in flat order.
 
@@ -53,22 +37,25 @@ def names(model) -> list:
 
 def count(model) -> int:
     """Returns how many outputs `model` has (1 when it cannot tell)."""
-    outputs = structure(model)
-    return len(tf.nest.flatten(outputs)) if outputs is not None else 1
+    return len(names(model))
 
 
 def probability_outputs(model) -> list:
     """Returns, for each output of `model` in flat order, whether it is
-    probabilities (its layer applies softmax).
+    probabilities (its layer applies softmax). A model with one output is
+    judged by its last layer, so subclassed and Sequential models work too.
+
+    Args:
+        model: A Keras model, or None (one output of logits).
 
     Example:
         >>> probability_outputs(keras.Model(x, [logits, probabilities]))
         [False, True]
     """
     if count(model) == 1:
-        return [returns_probabilities(model)]
-    layer_names = list(getattr(model, "output_names", None) or [])
-    return [_applies_softmax(model.get_layer(name)) for name in layer_names]
+        layers = getattr(model, "layers", None) if model is not None else None
+        return [bool(layers) and _applies_softmax(layers[-1])]
+    return [_applies_softmax(model.get_layer(name)) for name in model.output_names]
 
 
 def by_name(values: dict, output_names, argument: str) -> list:

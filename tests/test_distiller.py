@@ -618,6 +618,14 @@ def two_head_losses():
     return [sparse_ce(), keras.losses.MeanSquaredError()]
 
 
+def two_head_pair(as_dict=False):
+    """An untrained teacher (16 units) and student (8) with "cls" and "box" heads."""
+    return (
+        two_heads(units=16, name="teacher", as_dict=as_dict),
+        two_heads(name="student", as_dict=as_dict),
+    )
+
+
 def test_student_with_two_heads_learns_both_from_its_teacher():
     x, cls, box = two_head_data(512)
     x_test, cls_test, box_test = two_head_data(256, seed=1)
@@ -640,7 +648,7 @@ def test_student_with_two_heads_learns_both_from_its_teacher():
 
 def test_losses_of_several_outputs_match_the_pure_functions():
     x, cls, box = two_head_data(64)
-    teacher, student = two_heads(units=16, name="teacher"), two_heads(name="student")
+    teacher, student = two_head_pair()
     distiller = Distiller(teacher, student, PerOutput([SoftTargetKD(2.0), "logit_mse"]), alpha=0.3)
     distiller.compile(frozen_sgd(), [sparse_ce(), None])
     logs = distiller.evaluate(x, [cls, box], batch_size=64, verbose=0, return_dict=True)
@@ -656,8 +664,7 @@ def test_losses_of_several_outputs_match_the_pure_functions():
 def test_dict_outputs_distil_offline_as_online_and_train():
     x, cls, box = two_head_data(64)
     y = {"cls": cls, "box": box}
-    teacher = two_heads(units=16, name="teacher", as_dict=True)
-    student = two_heads(name="student", as_dict=True)
+    teacher, student = two_head_pair(as_dict=True)
     loss = {"cls": SoftTargetKD(2.0), "box": LogitMSE()}
     hard = {"cls": sparse_ce(), "box": "mse"}
     online = Distiller(teacher, student, PerOutput(loss), alpha=0.4)
@@ -680,8 +687,7 @@ def test_dict_outputs_distil_offline_as_online_and_train():
 def test_hints_and_per_output_losses_train_together():
     x, cls, box = two_head_data(128)
     distiller = Distiller(
-        two_heads(units=16, name="teacher"),
-        two_heads(name="student"),
+        *two_head_pair(),
         [PerOutput([SoftTargetKD(2.0), None]), HintLoss("teacher_hidden", "student_hidden")],
     )
     distiller.compile("adam", two_head_losses())
@@ -692,12 +698,7 @@ def test_hints_and_per_output_losses_train_together():
 
 def test_two_heads_with_alpha_zero_train_on_the_teacher_alone():
     x, cls, box = two_head_data(128)
-    distiller = Distiller(
-        two_heads(units=16, name="teacher"),
-        two_heads(name="student"),
-        PerOutput([SoftTargetKD(2.0), LogitMSE()]),
-        alpha=0.0,
-    )
+    distiller = Distiller(*two_head_pair(), PerOutput([SoftTargetKD(2.0), LogitMSE()]), alpha=0.0)
     distiller.compile("adam", [None, None])
     history = distiller.fit(x, [cls, box], epochs=5, verbose=0).history
     assert history["student_loss"] == [0.0] * 5
@@ -725,11 +726,7 @@ def test_an_output_without_labels_learns_from_the_teacher_alone():
 
 def test_save_and_load_keep_the_per_output_losses(tmp_path):
     x, cls, box = two_head_data(64)
-    distiller = Distiller(
-        two_heads(units=16, name="teacher", as_dict=True),
-        two_heads(name="student", as_dict=True),
-        PerOutput({"cls": SoftTargetKD(3.0)}),
-    )
+    distiller = Distiller(*two_head_pair(as_dict=True), PerOutput({"cls": SoftTargetKD(3.0)}))
     distiller.compile("adam", {"cls": sparse_ce(), "box": "mse"})
     distiller.fit(x, {"cls": cls, "box": box}, epochs=1, verbose=0)
     path = str(tmp_path / "two_heads.keras")
@@ -747,7 +744,7 @@ def one_head_teacher(_):
 
 
 def plain_loss(_):
-    return Distiller(two_heads(name="teacher"), two_heads(name="student"), SoftTargetKD())
+    return Distiller(*two_head_pair(), SoftTargetKD())
 
 
 def ensemble(_):
@@ -756,28 +753,20 @@ def ensemble(_):
 
 
 def one_compiled_loss(_):
-    distiller = Distiller(
-        two_heads(name="t"), two_heads(name="s"), PerOutput(["soft_target", None])
-    )
+    distiller = Distiller(*two_head_pair(), PerOutput(["soft_target", None]))
     distiller.compile("adam", sparse_ce())
 
 
 def labels_of_an_unknown_output(_):
     x, cls, box = two_head_data(32)
-    distiller = Distiller(
-        two_heads(name="t", as_dict=True),
-        two_heads(name="s", as_dict=True),
-        PerOutput({"cls": "soft_target"}),
-    )
+    distiller = Distiller(*two_head_pair(as_dict=True), PerOutput({"cls": "soft_target"}))
     distiller.compile("adam", {"cls": sparse_ce()})
     distiller.fit(x, {"cls": cls, "boxes": box}, verbose=0)
 
 
 def one_label_array(_):
     x, cls, _ = two_head_data(32)
-    distiller = Distiller(
-        two_heads(name="t"), two_heads(name="s"), PerOutput(["soft_target", None])
-    )
+    distiller = Distiller(*two_head_pair(), PerOutput(["soft_target", None]))
     distiller.compile("adam", [sparse_ce(), None])
     distiller.fit(x, cls, verbose=0)
 
