@@ -312,6 +312,7 @@ class Distiller(keras.Model):
         if y is None:
             return [None] * len(self._output_names)
         if isinstance(y, dict):
+            outputs.check_distinct(self._output_names, "y")
             return [y.get(name) for name in self._output_names]
         return outputs.flat(y)
 

@@ -70,12 +70,13 @@ def by_name(values: dict, output_names, argument: str) -> list:
         One entry per output, None where `values` leaves the output out.
 
     Raises:
-        ValueError: A key names no output.
+        ValueError: A key names no output, or two outputs share a name.
 
     Example:
         >>> by_name({"box": "mse"}, ["box", "cls"], "loss")
         ['mse', None]
     """
+    check_distinct(output_names, argument)
     unknown = sorted(set(values) - set(output_names))
     if unknown:
         raise ValueError(
@@ -83,6 +84,25 @@ def by_name(values: dict, output_names, argument: str) -> list:
             f"{', '.join(map(repr, unknown))}. Its outputs are: {', '.join(output_names)}."
         )
     return [values.get(name) for name in output_names]
+
+
+def check_distinct(output_names, argument: str) -> None:
+    """Raises a clear error when a dict keyed by output name cannot tell two
+    outputs apart: Keras 3 names a layer's outputs by the layer, so a layer
+    returning two tensors gives two outputs one name.
+
+    Args:
+        output_names: The model's output names in flat order (`names`).
+        argument: The argument that came as a dict, for the error message.
+    """
+    shared = sorted({name for name in output_names if list(output_names).count(name) > 1})
+    if shared:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: a dict keyed by output name "
+            f"cannot tell apart the outputs named {', '.join(map(repr, shared))} (one "
+            "layer returns several of them, and Keras names them all after it). Pass a "
+            f"list instead, one entry per output in order ({', '.join(output_names)})."
+        )
 
 
 def flat(values) -> list:

@@ -791,6 +791,38 @@ def caching_an_ensemble(_):
     cache_teacher_outputs([two_heads(name="t1"), two_heads(name="t2")], two_head_data(8)[0])
 
 
+class TwoSlices(keras.layers.Layer):
+    """One layer returning two outputs: Keras 3 names both after the layer."""
+
+    def call(self, h):
+        return [h[:, :3], h[:, 3:]]
+
+
+def one_layer_two_heads(name, units=8):
+    x_in = keras.Input((4,))
+    h = keras.layers.Dense(units, activation="relu", name=f"{name}_hidden")(x_in)
+    h = keras.layers.Dense(5, name=f"{name}_logits")(h)
+    return keras.Model(x_in, TwoSlices(name=f"{name}_heads")(h), name=name)
+
+
+@pytest.mark.skipif(backend.LEGACY_KERAS, reason="tf_keras names each output of a layer apart")
+def test_outputs_sharing_a_name_take_lists_and_refuse_dicts():
+    x, cls, box = two_head_data(256)
+    distiller = Distiller(
+        one_layer_two_heads("teacher", units=16),
+        one_layer_two_heads("student"),
+        PerOutput(["soft_target", "logit_mse"]),
+        alpha=0.5,
+    )
+    with pytest.raises(ValueError, match="cannot tell apart the outputs named 'student_heads'"):
+        distiller.compile("adam", {"student_heads": sparse_ce()})
+    distiller.compile(keras.optimizers.Adam(0.01), [sparse_ce(), "mse"])
+    with pytest.raises(ValueError, match="`y`: a dict keyed by output name cannot tell"):
+        distiller.fit(x, {"student_heads": cls}, verbose=0)
+    losses = distiller.fit(x, [cls, box], epochs=8, batch_size=32, verbose=0).history["loss"]
+    assert losses[-1] < 0.7 * losses[0]
+
+
 @pytest.mark.parametrize(
     "make_it, message",
     [
