@@ -153,6 +153,10 @@ class Distiller(keras.Model):
         if self._track_teacher_agreement == enabled:
             return
         self._track_teacher_agreement = enabled
+        self._forget_traced_steps()
+
+    def _forget_traced_steps(self) -> None:
+        """Makes the next `fit`/`evaluate` trace its steps afresh."""
         self.train_function = None
         self.test_function = None
 
@@ -215,18 +219,28 @@ class Distiller(keras.Model):
         Teacher-agreement tracking is back to its state before the call when
         `fit` returns or raises (a `TeacherAgreement` callback turns it on for
         one fit only, and Keras skips `on_train_end` when training raises).
+        When `fit` raises, the next call traces its steps afresh: a step whose
+        first trace failed (on bad data, say) would otherwise refuse to create
+        the optimizer's variables when called again with good data.
         """
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
         tracking = self._track_teacher_agreement
         try:
             return super().fit(x, y, batch_size, *args, **kwargs)
+        except Exception:
+            self._forget_traced_steps()
+            raise
         finally:
             self.track_teacher_agreement(tracking)
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
-        return super().evaluate(x, y, batch_size, *args, **kwargs)
+        try:
+            return super().evaluate(x, y, batch_size, *args, **kwargs)
+        except Exception:
+            self._forget_traced_steps()
+            raise
 
     def _check_data(self, x, y, sample_weight, batch_size):
         tensors = getattr(self.student, "outputs", None) or [None]

@@ -11,6 +11,8 @@ output, in `tf.nest.flatten` order (a dict's keys sorted).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from kdistill.backend import keras, tf
 
 _PROBABILITY_FLOOR = 1e-12
@@ -95,7 +97,7 @@ def check_distinct(output_names, argument: str) -> None:
         output_names: The model's output names in flat order (`names`).
         argument: The argument that came as a dict, for the error message.
     """
-    shared = sorted({name for name in output_names if list(output_names).count(name) > 1})
+    shared = sorted(name for name, times in Counter(output_names).items() if times > 1)
     if shared:
         raise ValueError(
             f"Invalid value for argument `{argument}`: a dict keyed by output name "

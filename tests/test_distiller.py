@@ -724,6 +724,21 @@ def test_an_output_without_labels_learns_from_the_teacher_alone():
     assert np.mean((box_pred - box) ** 2) < 0.5 * np.mean((box - box.mean(0)) ** 2)
 
 
+def test_a_fit_that_fails_while_tracing_leaves_the_next_fit_working():
+    x, cls, box = two_head_data(256)
+    distiller = Distiller(*two_head_pair(), PerOutput(["soft_target", "logit_mse"]))
+    distiller.compile(keras.optimizers.Adam(0.01), [sparse_ce(), "mse"])
+    no_box_labels = tf.data.Dataset.from_tensor_slices((x, {"student_cls": cls})).batch(32)
+    with pytest.raises(ValueError, match="no labels for the output 'student_box'"):
+        distiller.fit(no_box_labels, verbose=0)
+    with pytest.raises(ValueError, match="no labels for the output 'student_box'"):
+        distiller.evaluate(no_box_labels, verbose=0)
+    all_labels = tf.data.Dataset.from_tensor_slices((x, (cls, box))).batch(32)
+    losses = distiller.fit(all_labels, epochs=8, verbose=0).history["loss"]
+    assert losses[-1] < 0.7 * losses[0]
+    assert np.isfinite(distiller.evaluate(all_labels, verbose=0)[0])
+
+
 def test_save_and_load_keep_the_per_output_losses(tmp_path):
     x, cls, box = two_head_data(64)
     distiller = Distiller(*two_head_pair(as_dict=True), PerOutput({"cls": SoftTargetKD(3.0)}))
@@ -817,8 +832,11 @@ def test_outputs_sharing_a_name_take_lists_and_refuse_dicts():
     with pytest.raises(ValueError, match="cannot tell apart the outputs named 'student_heads'"):
         distiller.compile("adam", {"student_heads": sparse_ce()})
     distiller.compile(keras.optimizers.Adam(0.01), [sparse_ce(), "mse"])
+    dict_labels = {"student_heads": cls}
     with pytest.raises(ValueError, match="`y`: a dict keyed by output name cannot tell"):
-        distiller.fit(x, {"student_heads": cls}, verbose=0)
+        distiller.fit(x, dict_labels, verbose=0)
+    with pytest.raises(ValueError, match="`y`: a dict keyed by output name cannot tell"):
+        distiller.fit(tf.data.Dataset.from_tensor_slices((x, dict_labels)).batch(32), verbose=0)
     losses = distiller.fit(x, [cls, box], epochs=8, batch_size=32, verbose=0).history["loss"]
     assert losses[-1] < 0.7 * losses[0]
 
