@@ -31,16 +31,32 @@ def machine() -> dict:
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
         "processor": cpu_model() or platform.processor() or platform.machine(),
+        "simd": simd_features(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ('' where there is none)."""
+    return _cpuinfo_field("model name")
+
+
+# Vector instructions that decide float and int8 kernel speed (VNNI and AMX
+# are the integer dot-product units int8 inference profits from).
+_SIMD = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def simd_features() -> list:
+    """Which of `_SIMD` the CPU has, from /proc/cpuinfo (empty where there is none)."""
+    flags = set(_cpuinfo_field("flags").split())
+    return [name for name in _SIMD if name in flags]
+
+
+def _cpuinfo_field(field: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.lower().startswith("model name"):
+                if line.lower().startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
