@@ -14,6 +14,7 @@ from kdistill import (
     losses,
     models,
     offline_targets,
+    outputs,
     training,
 )
 from kdistill.backend import keras, tf
@@ -682,6 +683,23 @@ def test_dict_outputs_distil_offline_as_online_and_train():
     offline.compile("adam", hard)
     history = offline.fit(x, offline_targets(y, cached), epochs=5, verbose=0).history
     assert history["loss"][-1] < history["loss"][0]
+
+
+def test_dict_heads_mixing_softmax_and_logits_are_each_cached_as_logits():
+    # The keys sort the other way round from the layer names, so a lookup by
+    # layer name in sorted order would judge each head by the other's layer.
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    logits = keras.layers.Dense(2, name="z_head")(hidden)
+    probabilities = keras.layers.Dense(3, activation="softmax", name="a_head")(hidden)
+    teacher = keras.Model(inputs, {"alpha": logits, "zeta": probabilities})
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    assert outputs.names(teacher) == ["alpha", "zeta"]
+    assert outputs.probability_outputs(teacher) == [False, True]
+    cached_alpha, cached_zeta = cache_teacher_outputs(teacher, x)
+    predicted = teacher(x)
+    np.testing.assert_allclose(cached_alpha, predicted["alpha"], rtol=1e-6)
+    np.testing.assert_allclose(cached_zeta, np.log(predicted["zeta"]), rtol=1e-5)
 
 
 def test_hints_and_per_output_losses_train_together():
