@@ -41,20 +41,31 @@ def cpu_model() -> str:
     return _cpuinfo_field("model name")
 
 
-# Vector instructions that decide float and int8 kernel speed (VNNI and AMX
-# are the integer dot-product units int8 inference profits from).
-_SIMD = ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+# Vector instructions that decide float and int8 kernel speed: x86's (VNNI and
+# AMX are the integer dot-product units int8 inference profits from) and Arm's
+# (asimddp and i8mm are its int8 dot products), as /proc/cpuinfo spells them.
+_SIMD = (
+    *("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8"),
+    *("asimd", "asimddp", "sve", "sve2", "i8mm", "bf16"),
+)
 
 
-def simd_features() -> list:
-    """Which of `_SIMD` the CPU has, from /proc/cpuinfo (empty where there is none)."""
-    flags = set(_cpuinfo_field("flags").split())
+def simd_features(cpuinfo: str = "/proc/cpuinfo") -> list:
+    """Which of `_SIMD` the CPU has: x86 lists them as "flags", Arm as
+    "Features" (empty where the file is missing).
+
+    Example:
+        >>> simd_features()  # on an AMD EPYC with AVX-512
+        ['avx2', 'fma', 'f16c', 'avx512f', 'avx512_vnni', 'avx512_bf16']
+    """
+    flags = set(_cpuinfo_field("flags", cpuinfo).split())
+    flags |= set(_cpuinfo_field("features", cpuinfo).split())
     return [name for name in _SIMD if name in flags]
 
 
-def _cpuinfo_field(field: str) -> str:
+def _cpuinfo_field(field: str, cpuinfo: str = "/proc/cpuinfo") -> str:
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 if line.lower().startswith(field):
                     return line.split(":", 1)[1].strip()

@@ -1,5 +1,6 @@
 """Every benchmark runs in --smoke mode, so none of them rots."""
 
+import importlib.util
 import json
 import os
 import pathlib
@@ -84,3 +85,33 @@ def test_throughput_rejects_a_malformed_setting_with_the_fix(tmp_path):
     assert result.returncode != 0
     assert "--settings" in result.stderr and "on-16" in result.stderr
     assert not list(tmp_path.glob("*.json"))
+
+
+def _load_common():
+    spec = importlib.util.spec_from_file_location("benchmark_common", BENCHMARKS / "common.py")
+    common = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(common)
+    return common
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, expected",
+    [
+        (
+            "flags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n",
+            ["avx2", "fma", "avx512f", "avx512_vnni"],
+        ),
+        (
+            "Features\t: fp asimd evtstrm asimddp sve i8mm bf16\n",
+            ["asimd", "asimddp", "sve", "i8mm", "bf16"],
+        ),
+        ("processor\t: 0\n", []),
+    ],
+    ids=["x86", "arm", "neither"],
+)
+def test_machine_records_the_cpus_vector_features_on_x86_and_arm(cpuinfo, expected, tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo)
+    common = _load_common()
+    assert common.simd_features(str(path)) == expected
+    assert common.simd_features(str(tmp_path / "missing")) == []
