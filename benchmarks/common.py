@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kdistill import atomic, backend, data, models  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
+from kdistill.losses import DistillationLoss  # noqa: E402
 
 RESULTS = os.environ.get(
     "KDISTILL_BENCHMARK_RESULTS",
@@ -138,3 +139,34 @@ def student_width_for_ratio(shape, classes, teacher_params, ratio) -> int:
         if best is None or abs(params - target) < abs(best[1] - target):
             best = (width, params)
     return best[0]
+
+
+def model_pair(kind, shape, classes):
+    """Teacher and student factory: about 10x parameters apart."""
+    if kind == "mlp":
+        teacher = models.mlp(shape, classes, (600, 600), name="teacher")
+        return teacher, lambda: models.mlp(shape, classes, (100, 64), name="student")
+    teacher = models.small_cnn(shape, classes, (32, 64), 256, name="teacher")
+    return teacher, lambda: models.small_cnn(shape, classes, (8, 16), 64, name="student")
+
+
+class NoWorkLoss(DistillationLoss):
+    """A distillation loss of zero for every sample, with no gradient: the
+    offline step with it is kdistill's step without the soft-target loss's
+    arithmetic (the control of throughput.py --focus=offline and of step_profile.py)."""
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        return tf.zeros(tf.shape(student_outputs)[:1])
+
+
+def sparse_ce():
+    """The hard-label loss of every benchmark: sparse cross-entropy on logits."""
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def median_interval(values, level=0.9, resamples=2000):
+    """Bootstrap interval of the median of `values` (seeded, so reproducible)."""
+    rng = np.random.default_rng(0)
+    medians = np.median(rng.choice(values, (resamples, len(values))), axis=1)
+    tail = (1 - level) / 2 * 100
+    return [float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))]

@@ -49,9 +49,9 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kdistill import Distiller, backend, cache_teacher_outputs, models, offline_targets  # noqa: E402
+from kdistill import Distiller, backend, cache_teacher_outputs, offline_targets  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
-from kdistill.losses import DistillationLoss, SoftTargetKD  # noqa: E402
+from kdistill.losses import SoftTargetKD  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: synthetic 28x28 inputs).")
 flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
@@ -112,28 +112,6 @@ VARIANTS = (
 )
 
 
-def pair(kind, shape, classes):
-    """Teacher and student factory: about 10x parameters apart."""
-    if kind == "mlp":
-        teacher = models.mlp(shape, classes, (600, 600), name="teacher")
-        return teacher, lambda: models.mlp(shape, classes, (100, 64), name="student")
-    teacher = models.small_cnn(shape, classes, (32, 64), 256, name="teacher")
-    return teacher, lambda: models.small_cnn(shape, classes, (8, 16), 64, name="student")
-
-
-class NoWorkLoss(DistillationLoss):
-    """A distillation loss of zero for every sample, with no gradient: the
-    offline step with it is kdistill's step without the soft-target loss's
-    arithmetic (the control of --focus=offline)."""
-
-    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
-        return tf.zeros(tf.shape(student_outputs)[:1])
-
-
-def sparse_ce():
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
 class EpochTimer(keras.callbacks.Callback):
     """Wall and CPU time from the start to the end of each epoch, inside `fit`.
 
@@ -172,7 +150,7 @@ def build(name, teacher, make_student, x, y, cached, jit, spe):
     dataset = batched(x, y)
     if name == "student_floor":
         model = make_student()
-        model.compile(keras.optimizers.Adam(1e-3), sparse_ce(), **options)
+        model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), **options)
     elif name == "keras_distiller":
         if backend.LEGACY_KERAS:
             return None
@@ -182,13 +160,13 @@ def build(name, teacher, make_student, x, y, cached, jit, spe):
             distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
             student_loss_weight=0.1,
         )
-        model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce(), **options)
+        model.compile(keras.optimizers.Adam(1e-3), loss=common.sparse_ce(), **options)
     else:
         online = name == "kdistill_online"
-        loss = NoWorkLoss() if name == "kdistill_offline_no_work_loss" else SoftTargetKD(4.0)
+        loss = common.NoWorkLoss() if name == "kdistill_offline_no_work_loss" else SoftTargetKD(4.0)
         model = Distiller(teacher if online else None, make_student(), loss, alpha=0.1)
         model.compile(
-            keras.optimizers.Adam(1e-3), sparse_ce(), step_logs=FLAGS.step_logs, **options
+            keras.optimizers.Adam(1e-3), common.sparse_ce(), step_logs=FLAGS.step_logs, **options
         )
         if not online:
             dataset = batched(x, offline_targets(y, cached))
@@ -258,7 +236,7 @@ def timed_epoch(run):
 
 
 def timed_rounds(kind, x, y, jit, spe, rounds, variants):
-    teacher, make_student = pair(kind, x.shape[1:], 10)
+    teacher, make_student = common.model_pair(kind, x.shape[1:], 10)
     cached = cache_teacher_outputs(teacher, x, batch_size=1024)
     runs = {n: build(n, teacher, make_student, x, y, cached, jit, spe) for n in variants}
     runs = {n: f for n, f in runs.items() if f is not None}
@@ -312,16 +290,8 @@ def ratios(times, suffix):
         if numerator in times and all(p in times for p in parts):
             values = np.divide(times[numerator], np.sum([times[p] for p in parts], axis=0))
             result[f"{name}{suffix}"] = float(np.median(values))
-            result[f"{name}_ci90{suffix}"] = median_interval(values)
+            result[f"{name}_ci90{suffix}"] = common.median_interval(values)
     return result
-
-
-def median_interval(values, level=0.9, resamples=2000):
-    """Bootstrap interval of the median of `values` (seeded, so reproducible)."""
-    rng = np.random.default_rng(0)
-    medians = np.median(rng.choice(values, (resamples, len(values))), axis=1)
-    tail = (1 - level) / 2 * 100
-    return [float(np.percentile(medians, tail)), float(np.percentile(medians, 100 - tail))]
 
 
 def memory(kind, jit, spe):
@@ -359,7 +329,7 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
     """A whole distillation job; returns (wall seconds, CPU seconds, student test
     accuracy, share stolen)."""
     keras.utils.set_random_seed(seed)
-    teacher, make_student = pair("mlp", x.shape[1:], 10)
+    teacher, make_student = common.model_pair("mlp", x.shape[1:], 10)
     teacher.set_weights(TRAINED_TEACHER.get_weights())
     since = stolen_seconds()
     start, cpu_start = time.perf_counter(), time.process_time()
@@ -368,7 +338,7 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
         model = Distiller(None, make_student(), SoftTargetKD(4.0), alpha=0.1)
         model.compile(
             keras.optimizers.Adam(1e-3),
-            sparse_ce(),
+            common.sparse_ce(),
             jit_compile=True,
             steps_per_execution=16,
             step_logs="loss",
@@ -383,7 +353,7 @@ def job(x, y, x_test, y_test, recommended, seed, epochs):
             distillation_losses=keras.distillation.LogitsDistillation(temperature=4.0),
             student_loss_weight=0.1,
         )
-        model.compile(keras.optimizers.Adam(1e-3), loss=sparse_ce())
+        model.compile(keras.optimizers.Adam(1e-3), loss=common.sparse_ce())
         model.fit(x, y, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     share = stolen_share(since, seconds)
@@ -485,7 +455,7 @@ def main(argv):
     if FLAGS.only:  # memory probe in a fresh process
         jit = os.environ.get("KD_JIT") == "True"
         spe = int(os.environ.get("KD_SPE", "1"))
-        teacher, make_student = pair(FLAGS.pair, x.shape[1:], 10)
+        teacher, make_student = common.model_pair(FLAGS.pair, x.shape[1:], 10)
         cached = cache_teacher_outputs(teacher, x, batch_size=1024)
         run = build(FLAGS.only, teacher, make_student, x, y, cached, jit, spe)
         run()  # tracing and first-epoch allocations
@@ -524,8 +494,10 @@ def main(argv):
         seeds = (0,) if FLAGS.smoke else (0, 1, 2)
         xt, yt = split.x_train[: len(x)], split.y_train[: len(x)]
         shape = xt.shape[1:]
-        TRAINED_TEACHER = pair("mlp", shape, 10)[0]
-        TRAINED_TEACHER.compile(keras.optimizers.Adam(1e-3), sparse_ce(), metrics=["accuracy"])
+        TRAINED_TEACHER = common.model_pair("mlp", shape, 10)[0]
+        TRAINED_TEACHER.compile(
+            keras.optimizers.Adam(1e-3), common.sparse_ce(), metrics=["accuracy"]
+        )
         TRAINED_TEACHER.fit(xt, yt, batch_size=FLAGS.batch_size, epochs=epochs, verbose=0)
         fields = ("seconds", "cpu_seconds", "accuracy", "stolen_share")
         jobs = {
