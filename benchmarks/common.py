@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kdistill import atomic, backend, data, models  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
-from kdistill.losses import DistillationLoss  # noqa: E402
+from kdistill.losses import DistillationLoss, SoftTargetKD  # noqa: E402
 
 RESULTS = os.environ.get(
     "KDISTILL_BENCHMARK_RESULTS",
@@ -157,6 +157,18 @@ class NoWorkLoss(DistillationLoss):
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         return tf.zeros(tf.shape(student_outputs)[:1])
+
+
+class DerivedGradientKD(SoftTargetKD):
+    """SoftTargetKD as plain operations, its gradient derived by TensorFlow:
+    the control for the gradient `losses.soft_target_kd` writes out."""
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        t = tf.convert_to_tensor(self.temperature)
+        teacher_log_p = tf.nn.log_softmax(teacher_outputs / t)
+        student_log_p = tf.nn.log_softmax(student_outputs / t)
+        kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), -1)
+        return t * t * kl
 
 
 def sparse_ce():

@@ -4,14 +4,16 @@
 step takes than the student-only floor. This script says why, for the MLP
 pair of that benchmark and one setting (jit_compile, steps_per_execution):
 
-* Step CPU time of three variants, run in short interleaved bursts (a few
+* Step CPU time of four variants, run in short interleaved bursts (a few
   dozen steps each, in a new random order every round), which pairs them
   far more closely than whole epochs do: the floor, kdistill offline with a
-  distillation loss that does no work (the step's own machinery), and
-  kdistill offline with SoftTargetKD (T=4, alpha=0.1). Ratios are medians
+  distillation loss that does no work (the step's own machinery), kdistill
+  offline with SoftTargetKD (T=4, alpha=0.1), and the same with the loss
+  written as plain operations whose gradient TensorFlow derives (the control
+  for the gradient kdistill writes out). Ratios are medians
   over rounds of each round's ratio to the floor, with bootstrap intervals.
 * Under TensorFlow's profiler, the kernels each variant's compiled step runs:
-  how many per step and their summed time, by op type, and what the two
+  how many per step and their summed time, by op type, and what the
   kdistill variants add to the floor. The profile is taken right after the
   warm-up: after some thousands of steps TensorFlow's executor runs the
   kernels it has learnt are cheap inline, without tracing them (a host
@@ -56,7 +58,12 @@ flags.DEFINE_integer("profile_steps", 300, "Training steps of each variant under
 flags.DEFINE_string("results_name", "step_profile", "Name of the results file.")
 FLAGS = flags.FLAGS
 
-VARIANTS = ("student_floor", "kdistill_offline_no_work_loss", "kdistill_offline")
+VARIANTS = (
+    "student_floor",
+    "kdistill_offline_no_work_loss",
+    "kdistill_offline_derived_gradient",
+    "kdistill_offline",
+)
 TASKS = "(executor tasks)"  # key of the executor's scheduling units among the op types
 
 
@@ -82,7 +89,11 @@ def build(name, make_student, x, y, cached):
         model = make_student()
         model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), **options)
         return model, repeated(x, y)
-    loss = common.NoWorkLoss() if name == "kdistill_offline_no_work_loss" else SoftTargetKD(4.0)
+    loss = {
+        "kdistill_offline_no_work_loss": common.NoWorkLoss(),
+        "kdistill_offline_derived_gradient": common.DerivedGradientKD(4.0),
+        "kdistill_offline": SoftTargetKD(4.0),
+    }[name]
     model = Distiller(None, make_student(), loss, alpha=0.1)
     model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), step_logs="loss", **options)
     return model, repeated(x, offline_targets(y, cached))
@@ -215,15 +226,27 @@ def main(argv):
             "over_floor_ci90": common.median_interval(ratios),
         }
 
+    written = np.array(micros["kdistill_offline"]) / np.array(
+        micros["kdistill_offline_derived_gradient"]
+    )
+    timing["written_over_derived_gradient"] = {
+        "median": float(np.median(written)),
+        "ci90": common.median_interval(written),
+    }
     for name in VARIANTS:
         t, p = timing[name], profile[name]
         low, high = t["over_floor_ci90"]
         print(
-            f"{name:32s} step {t['step_cpu_us_median']:7.0f} us CPU, {t['over_floor']:.3f}x the "
+            f"{name:34s} step {t['step_cpu_us_median']:7.0f} us CPU, {t['over_floor']:.3f}x the "
             f"floor [{low:.3f}, {high:.3f}]; per step (profiled) {p['kernels_per_step']:.0f} "
             f"kernels, {p['kernel_us_per_step']:.0f} us in them, "
             f"{p['executor_tasks_per_step']:.0f} executor tasks"
         )
+    low, high = timing["written_over_derived_gradient"]["ci90"]
+    print(
+        "kdistill_offline / kdistill_offline_derived_gradient: "
+        f"{timing['written_over_derived_gradient']['median']:.3f} [{low:.3f}, {high:.3f}]"
+    )
     common.write(
         FLAGS.results_name,
         {
@@ -237,7 +260,8 @@ def main(argv):
                 "burst_steps": FLAGS.burst_steps,
                 "profile_steps": profile_calls * spe,
                 "kdistill_step_logs": "loss",
-                "distillation": "SoftTargetKD(4.0), alpha 0.1, offline",
+                "distillation": "SoftTargetKD(4.0), alpha 0.1, offline (derived_gradient: "
+                "the same loss as plain operations)",
                 "clock": "process CPU time (all threads) per training step",
                 "ratios": "median over rounds of each round's ratio to the floor; ci90: "
                 "bootstrap 90% interval of that median",

@@ -34,6 +34,12 @@ def soft_target_kd(teacher_logits, student_logits, temperature):
     magnitude 1e4. The T^2 factor keeps gradient magnitudes comparable across
     temperatures: d/dz_s = T * (softmax(z_s/T) - softmax(z_t/T)).
 
+    The gradient is written out (with respect to both logits and the
+    temperature, and itself differentiable) from the forward pass's own
+    log-probabilities: without XLA, a training step runs fewer kernels than
+    with TensorFlow's derived gradient and takes about 3% less time for a
+    small MLP student (`benchmarks/step_profile.py`); with XLA it is the same.
+
     Args:
         teacher_logits: Tensor (batch, classes).
         student_logits: Tensor (batch, classes).
@@ -45,11 +51,31 @@ def soft_target_kd(teacher_logits, student_logits, temperature):
     Example:
         >>> soft_target_kd([[2., -1., .5]], [[.1, .3, -.2]], 3.0)  # ~[0.791]
     """
-    t = tf.cast(temperature, tf.float32)
-    teacher_log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
-    student_log_p = tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1)
-    kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    return t * t * kl
+    return _soft_target_kd(
+        _as_float32(teacher_logits), _as_float32(student_logits), tf.cast(temperature, tf.float32)
+    )
+
+
+@tf.custom_gradient
+def _soft_target_kd(teacher_logits, student_logits, t):
+    inverse_t = tf.math.reciprocal(t)
+    teacher_log_p = tf.nn.log_softmax(teacher_logits * inverse_t, axis=-1)
+    student_log_p = tf.nn.log_softmax(student_logits * inverse_t, axis=-1)
+    teacher_p = tf.exp(teacher_log_p)
+    log_ratio = teacher_log_p - student_log_p
+    kl = tf.reduce_sum(teacher_p * log_ratio, axis=-1)
+
+    def gradient(upstream):
+        # d(T^2 KL)/dz = T * dKL/d(z/T); the temperature's from z/T and T^2.
+        scale = tf.expand_dims(upstream * t, -1)
+        d_student = scale * (tf.exp(student_log_p) - teacher_p)
+        d_teacher = scale * teacher_p * (log_ratio - tf.expand_dims(kl, -1))
+        d_t = 2.0 * tf.reduce_sum(upstream * t * kl) - inverse_t * tf.reduce_sum(
+            d_teacher * teacher_logits + d_student * student_logits
+        )
+        return d_teacher, d_student, d_t
+
+    return tf.square(t) * kl, gradient
 
 
 def logit_mse(teacher_logits, student_logits, reduction="mean"):

@@ -68,12 +68,17 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         assert len(merged["rows"]) == 2 * len(payload["rows"]) - 1  # one teacher row
         assert all(p["seeds"] == 4 for p in merged["points"] if p["strategy"] != "teacher")
     if script == "step_profile":  # every variant timed and profiled; the floor's ratio is 1
+        assert 0 < payload["timing"]["written_over_derived_gradient"]["median"]
         assert payload["timing"]["student_floor"]["over_floor"] == 1.0
         for variant, profile in payload["profile"].items():
             assert payload["timing"][variant]["step_cpu_us_median"] > 0
             assert profile["kernels_per_step"] > 0
             assert any("MatMul" in op for op in profile["by_op_type"])  # oneDNN: _MklMatMul
-        assert "LogSoftmax" in payload["profile"]["kdistill_offline"]["added_to_floor_by_op_type"]
+        profile = payload["profile"]
+        assert "LogSoftmax" in profile["kdistill_offline"]["added_to_floor_by_op_type"]
+        # The written gradient runs fewer kernels than TensorFlow's derived one.
+        derived = profile["kdistill_offline_derived_gradient"]["kernels_per_step"]
+        assert profile["kdistill_offline"]["kernels_per_step"] < derived
     for ratio in judged.get(name, []):
         assert payload["speed"] and all(
             s[ratio] > 0 and s[f"{ratio}_cpu"] > 0 and len(s[f"{ratio}_ci90"]) == 2

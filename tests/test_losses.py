@@ -37,6 +37,63 @@ def test_soft_targets_match_hinton_gradient_scale():
     np.testing.assert_allclose(gradient, expected, atol=1e-6)
 
 
+def soft_target_kd_by_autodiff(teacher, student, t):
+    """The loss as plain operations, for TensorFlow to differentiate."""
+    teacher_log_p = tf.nn.log_softmax(teacher / t)
+    student_log_p = tf.nn.log_softmax(student / t)
+    return t * t * tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), -1)
+
+
+def first_and_second_gradients(loss, teacher, student, t, direction):
+    """Gradients of a weighted sum of the loss with respect to the teacher's
+    logits, the student's and the temperature, and the student logits'
+    Hessian and mixed teacher-student second derivative along `direction`."""
+    with tf.GradientTape(persistent=True) as outer:
+        outer.watch([teacher, student, t])
+        with tf.GradientTape() as inner:
+            inner.watch([teacher, student, t])
+            total = tf.reduce_sum(loss(teacher, student, t) * tf.range(1.0, 6.0))
+        grads = inner.gradient(total, [teacher, student, t])
+        along = tf.reduce_sum(grads[1] * direction)
+    second = outer.gradient(along, [student, teacher])
+    return grads + second
+
+
+@pytest.mark.parametrize("mode", ["eager", "function", "xla"])
+def test_soft_targets_written_gradient_matches_automatic_differentiation(mode):
+    rng = np.random.default_rng(1)
+    teacher, student, direction = (
+        tf.constant(rng.normal(size=(5, 7)) * scale, tf.float32) for scale in (3, 1, 1)
+    )
+    t = tf.constant(2.5)
+
+    def ours(a, b, c):
+        return losses.soft_target_kd(a, b, c)
+
+    gradients = first_and_second_gradients
+    if mode != "eager":
+        gradients = tf.function(first_and_second_gradients, jit_compile=mode == "xla")
+    got = gradients(ours, teacher, student, t, direction)
+    expected = first_and_second_gradients(
+        soft_target_kd_by_autodiff, teacher, student, t, direction
+    )
+    for name, g, e in zip(["teacher", "student", "T", "d2 student", "d2 teacher"], got, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_soft_targets_gradient_stays_finite_for_huge_logits():
+    teacher = tf.constant([[1e4, -1e4, 0.0]])
+    student = tf.constant([[-1e4, 1e4, 0.0]])
+    with tf.GradientTape() as tape:
+        tape.watch([teacher, student])
+        value = losses.soft_target_kd(teacher, student, 1.0)
+    d_teacher, d_student = tape.gradient(value, [teacher, student])
+    assert np.all(np.isfinite(d_teacher.numpy()))
+    # d/dz_s = T * (softmax(z_s) - softmax(z_t)): the student is one-hot on
+    # class 1, the teacher on class 0.
+    np.testing.assert_allclose(d_student.numpy(), [[-1.0, 1.0, 0.0]], atol=1e-6)
+
+
 def test_soft_targets_stay_finite_for_huge_logits():
     teacher = np.array([[1e4, -1e4, 0.0]], dtype="float32")
     student = np.array([[-1e4, 1e4, 0.0]], dtype="float32")
