@@ -134,7 +134,15 @@ def timed_rounds(steps, rounds, calls):
 def profiled_kernels(step, calls, log_dir):
     """Runs `calls` compiled calls under the profiler; returns {op type:
     [kernels, microseconds]} summed over them."""
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    try:
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    except ImportError as error:
+        raise SystemExit(
+            "step_profile.py reads the profiler's trace with "
+            "tensorflow.tsl.profiler.protobuf.xplane_pb2, which this TensorFlow "
+            f"({tf.__version__}) does not ship. Run it with the TensorFlow that "
+            "setup.cfg installs."
+        ) from error
 
     tf.profiler.experimental.start(log_dir)
     try:
