@@ -10,8 +10,8 @@ pair of that benchmark and one setting (jit_compile, steps_per_execution):
   distillation loss that does no work (the step's own machinery), kdistill
   offline with SoftTargetKD (T=4, alpha=0.1), and the same with the loss
   written as plain operations whose gradient TensorFlow derives (the control
-  for the gradient kdistill writes out). Ratios are medians
-  over rounds of each round's ratio to the floor, with bootstrap intervals.
+  for the gradient kdistill writes out). Ratios are medians over rounds of
+  each round's ratio to the floor, with bootstrap intervals.
 * Under TensorFlow's profiler, the kernels each variant's compiled step runs:
   how many per step and their summed time, by op type, and what the
   kdistill variants add to the floor. The profile is taken right after the
@@ -64,7 +64,6 @@ VARIANTS = (
     "kdistill_offline_derived_gradient",
     "kdistill_offline",
 )
-TASKS = "(executor tasks)"  # key of the executor's scheduling units among the op types
 
 
 def data():
@@ -132,8 +131,8 @@ def timed_rounds(steps, rounds, calls):
 
 
 def profiled_kernels(step, calls, log_dir):
-    """Runs `calls` compiled calls under the profiler; returns {op type:
-    [kernels, microseconds]} summed over them."""
+    """Runs `calls` compiled calls under the profiler; returns ({op type:
+    [kernels, microseconds]}, [executor tasks, microseconds]), summed over them."""
     try:
         from tensorflow.tsl.profiler.protobuf import xplane_pb2
     except ImportError as error:
@@ -154,6 +153,7 @@ def profiled_kernels(step, calls, log_dir):
     with open(path, "rb") as f:
         space.ParseFromString(f.read())
     kernels = collections.defaultdict(lambda: [0, 0.0])
+    tasks = [0, 0.0]
     for plane in space.planes:
         names = {key: meta.name for key, meta in plane.event_metadata.items()}
         for line in plane.lines:
@@ -161,16 +161,16 @@ def profiled_kernels(step, calls, log_dir):
                 continue  # executor threads only: kernels, not Python or tf.data
             for event in line.events:
                 name = names.get(event.metadata_id, "")
+                op = name.rsplit(":", 1)[1] if ":" in name else ""
                 if name == "ExecutorState::Process":  # one task of the executor's threads
-                    op = TASKS
+                    entry = tasks
+                elif "::" in name or not op.isidentifier():
+                    continue  # "node:OpType" is a kernel; "Class::Method" the runtime
                 else:
-                    op = name.rsplit(":", 1)[1] if ":" in name else ""
-                    if "::" in name or not op.isidentifier():
-                        continue  # "node:OpType" is a kernel; "Class::Method" the runtime
-                entry = kernels[op]
+                    entry = kernels[op]
                 entry[0] += 1
                 entry[1] += event.duration_ps / 1e6
-    return dict(kernels)
+    return dict(kernels), tasks
 
 
 def per_step(kernels, steps):
@@ -203,24 +203,24 @@ def main(argv):
 
     spe = FLAGS.steps_per_execution
     profile_calls = max(1, (5 if FLAGS.smoke else FLAGS.profile_steps) // spe)
-    kernels = {}
+    steps_profiled = profile_calls * spe
+    profile = {}
     for name, step in steps.items():
         with tempfile.TemporaryDirectory() as log_dir:
-            kernels[name] = per_step(
-                profiled_kernels(step, profile_calls, log_dir), profile_calls * spe
-            )
-    profile = {}
-    for name, by_op in kernels.items():
-        tasks = by_op.pop(TASKS, [0, 0.0])
+            counted, (tasks, task_micros) = profiled_kernels(step, profile_calls, log_dir)
+        by_op = per_step(counted, steps_profiled)
         profile[name] = {
             "kernels_per_step": round(sum(c for c, _ in by_op.values()), 1),
             "kernel_us_per_step": round(sum(m for _, m in by_op.values()), 1),
-            "executor_tasks_per_step": tasks[0],
-            "executor_task_us_per_step": tasks[1],
+            "executor_tasks_per_step": round(tasks / steps_profiled, 2),
+            "executor_task_us_per_step": round(task_micros / steps_profiled, 2),
             "by_op_type": by_op,
         }
-        if name != "student_floor":
-            profile[name]["added_to_floor_by_op_type"] = added(by_op, kernels["student_floor"])
+    floor_kernels = profile["student_floor"]["by_op_type"]
+    for name in VARIANTS[1:]:
+        profile[name]["added_to_floor_by_op_type"] = added(
+            profile[name]["by_op_type"], floor_kernels
+        )
 
     rounds = 2 if FLAGS.smoke else FLAGS.rounds
     micros = timed_rounds(steps, rounds, max(1, (4 if FLAGS.smoke else FLAGS.burst_steps) // spe))

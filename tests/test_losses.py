@@ -67,13 +67,10 @@ def test_soft_targets_written_gradient_matches_automatic_differentiation(mode):
     )
     t = tf.constant(2.5)
 
-    def ours(a, b, c):
-        return losses.soft_target_kd(a, b, c)
-
     gradients = first_and_second_gradients
     if mode != "eager":
         gradients = tf.function(first_and_second_gradients, jit_compile=mode == "xla")
-    got = gradients(ours, teacher, student, t, direction)
+    got = gradients(losses.soft_target_kd, teacher, student, t, direction)
     expected = first_and_second_gradients(
         soft_target_kd_by_autodiff, teacher, student, t, direction
     )
