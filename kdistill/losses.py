@@ -66,7 +66,10 @@ def _soft_target_kd(teacher_logits, student_logits, t):
     kl = tf.reduce_sum(teacher_p * log_ratio, axis=-1)
 
     def gradient(upstream):
-        # d(T^2 KL)/dz = T * dKL/d(z/T); the temperature's from z/T and T^2.
+        # With a = z_t/T, s = z_s/T, p = softmax(a), q = softmax(s):
+        #   dKL/ds = q - p and dKL/da = p * (log p - log q - KL),
+        # so d(T^2 KL)/dz = T * dKL/d(z/T). The temperature enters through
+        # T^2 (2T KL) and through both z/T (each dz * z, times -1/T).
         scale = tf.expand_dims(upstream * t, -1)
         d_student = scale * (tf.exp(student_log_p) - teacher_p)
         d_teacher = scale * teacher_p * (log_ratio - tf.expand_dims(kl, -1))
