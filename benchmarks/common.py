@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from kdistill import atomic, backend, data, models  # noqa: E402
 from kdistill.backend import keras, tf  # noqa: E402
-from kdistill.losses import DistillationLoss, SoftTargetKD  # noqa: E402
+from kdistill.losses import DistillationLoss, SoftTargetKD, soft_target_kd  # noqa: E402
 
 RESULTS = os.environ.get(
     "KDISTILL_BENCHMARK_RESULTS",
@@ -169,6 +169,86 @@ class DerivedGradientKD(SoftTargetKD):
         student_log_p = tf.nn.log_softmax(student_outputs / t)
         kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), -1)
         return t * t * kl
+
+
+class HandWrittenOffline(keras.Model):
+    """The leanest offline distillation step one would write by hand: the
+    yardstick for how much of the offline step's cost is the soft-target
+    loss's own arithmetic, which no framework can skip.
+
+    One student, labels by TensorFlow's fused sparse cross-entropy, the
+    soft-target loss at a fixed (constant) temperature, one mean, one logged
+    loss: none of the Distiller's generality (sample weights, several losses
+    or outputs, schedulable temperature and alpha, replicas, the logged parts).
+
+    Args:
+        student: The model trained.
+        alpha: Weight of the label loss; the soft-target loss gets 1 - alpha.
+        temperature: The soft-target temperature (a Python float).
+        prepared: Whether the cached teacher outputs are the teacher's
+            log-probabilities at `temperature`, computed once before training
+            (see `tempered_log_probs`), instead of its logits: the step then
+            skips the teacher's softmax, at the price of a cache tied to one
+            temperature.
+
+    Example:
+        >>> model = HandWrittenOffline(student, alpha=0.1, temperature=4.0)
+        >>> model.compile(keras.optimizers.Adam(1e-3))
+        >>> model.fit(x, offline_targets(y, cached_logits), batch_size=128)
+    """
+
+    def __init__(self, student, alpha, temperature, prepared=False):
+        super().__init__()
+        self.student = student
+        self.alpha, self.temperature, self.prepared = alpha, temperature, prepared
+        self.loss_mean = keras.metrics.Mean(name="loss")
+
+    def call(self, x, training=False):
+        return self.student(x, training=training)
+
+    @property
+    def metrics(self):
+        return [self.loss_mean]
+
+    def train_step(self, data):
+        x, targets = data
+        labels, teacher = targets["labels"], targets["teacher_outputs"]
+        with tf.GradientTape() as tape:
+            logits = self.student(x, training=True)
+            hard = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32), logits)
+            if self.prepared:
+                soft = _kd_from_log_probs(teacher, logits, self.temperature)
+            else:
+                soft = soft_target_kd(teacher, logits, self.temperature)
+            loss = tf.reduce_mean(self.alpha * hard + (1.0 - self.alpha) * soft)
+        backend.minimize(self.optimizer, tape, loss, self.student.trainable_variables)
+        self.loss_mean.update_state(loss)
+        return {"loss": self.loss_mean.result()}
+
+
+def tempered_log_probs(teacher_logits, temperature):
+    """The teacher's log-probabilities at `temperature`: what
+    `HandWrittenOffline(prepared=True)` takes as cached outputs."""
+    return tf.nn.log_softmax(tf.cast(teacher_logits, tf.float32) / temperature).numpy()
+
+
+def _kd_from_log_probs(teacher_log_p, student_logits, temperature):
+    """T^2 * KL(p_t || p_s) per sample from the teacher's log-probabilities
+    at T, with the gradient for the student's logits written out."""
+
+    @tf.custom_gradient
+    def kd(student_logits):
+        student_log_p = tf.nn.log_softmax(student_logits * (1.0 / temperature))
+        teacher_p = tf.exp(teacher_log_p)
+        kl = tf.reduce_sum(teacher_p * (teacher_log_p - student_log_p), -1)
+
+        def gradient(upstream):
+            scale = tf.expand_dims(upstream * temperature, -1)
+            return scale * (tf.exp(student_log_p) - teacher_p)
+
+        return (temperature * temperature) * kl, gradient
+
+    return kd(student_logits)
 
 
 def sparse_ce():

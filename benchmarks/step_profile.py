@@ -4,17 +4,22 @@
 step takes than the student-only floor. This script says why, for the MLP
 pair of that benchmark and one setting (jit_compile, steps_per_execution):
 
-* Step CPU time of four variants, run in short interleaved bursts (a few
+* Step CPU time of six variants, run in short interleaved bursts (a few
   dozen steps each, in a new random order every round), which pairs them
   far more closely than whole epochs do: the floor, kdistill offline with a
   distillation loss that does no work (the step's own machinery), kdistill
-  offline with SoftTargetKD (T=4, alpha=0.1), and the same with the loss
+  offline with SoftTargetKD (T=4, alpha=0.1), the same with the loss
   written as plain operations whose gradient TensorFlow derives (the control
-  for the gradient kdistill writes out). Ratios are medians over rounds of
-  each round's ratio to the floor, with bootstrap intervals.
+  for the gradient kdistill writes out), and the leanest offline step one
+  would write by hand for the same loss (`common.HandWrittenOffline`), once
+  from cached logits and once from the teacher's log-probabilities at T
+  computed before training: what is left between that and the floor is the
+  loss's own arithmetic. Ratios are medians over rounds of each round's
+  ratio to the floor (and of kdistill's to the hand-written step's), with
+  bootstrap intervals.
 * Under TensorFlow's profiler, the kernels each variant's compiled step runs:
   how many per step and their summed time, by op type, and what the
-  kdistill variants add to the floor. The profile is taken right after the
+  other variants add to the floor. The profile is taken right after the
   warm-up: after some thousands of steps TensorFlow's executor runs the
   kernels it has learnt are cheap inline, without tracing them (a host
   tracer level of 3 did not change that here), so a later profile would
@@ -63,7 +68,10 @@ VARIANTS = (
     "kdistill_offline_no_work_loss",
     "kdistill_offline_derived_gradient",
     "kdistill_offline",
+    "handwritten_offline",
+    "handwritten_offline_prepared",
 )
+TEMPERATURE, ALPHA = 4.0, 0.1
 
 
 def data():
@@ -88,12 +96,19 @@ def build(name, make_student, x, y, cached):
         model = make_student()
         model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), **options)
         return model, repeated(x, y)
+    if name.startswith("handwritten"):
+        prepared = name.endswith("prepared")
+        model = common.HandWrittenOffline(make_student(), ALPHA, TEMPERATURE, prepared)
+        model.compile(keras.optimizers.Adam(1e-3), **options)
+        if prepared:
+            cached = common.tempered_log_probs(cached, TEMPERATURE)
+        return model, repeated(x, offline_targets(y, cached))
     loss = {
         "kdistill_offline_no_work_loss": common.NoWorkLoss(),
-        "kdistill_offline_derived_gradient": common.DerivedGradientKD(4.0),
-        "kdistill_offline": SoftTargetKD(4.0),
+        "kdistill_offline_derived_gradient": common.DerivedGradientKD(TEMPERATURE),
+        "kdistill_offline": SoftTargetKD(TEMPERATURE),
     }[name]
-    model = Distiller(None, make_student(), loss, alpha=0.1)
+    model = Distiller(None, make_student(), loss, alpha=ALPHA)
     model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), step_logs="loss", **options)
     return model, repeated(x, offline_targets(y, cached))
 
@@ -234,13 +249,14 @@ def main(argv):
             "over_floor_ci90": common.median_interval(ratios),
         }
 
-    written = np.array(micros["kdistill_offline"]) / np.array(
-        micros["kdistill_offline_derived_gradient"]
-    )
-    timing["written_over_derived_gradient"] = {
-        "median": float(np.median(written)),
-        "ci90": common.median_interval(written),
+    pairs = {
+        "written_over_derived_gradient": ("kdistill_offline", "kdistill_offline_derived_gradient"),
+        "kdistill_over_handwritten": ("kdistill_offline", "handwritten_offline"),
+        "prepared_over_handwritten": ("handwritten_offline_prepared", "handwritten_offline"),
     }
+    for key, (numerator, denominator) in pairs.items():
+        ratios = np.array(micros[numerator]) / np.array(micros[denominator])
+        timing[key] = {"median": float(np.median(ratios)), "ci90": common.median_interval(ratios)}
     for name in VARIANTS:
         t, p = timing[name], profile[name]
         low, high = t["over_floor_ci90"]
@@ -250,11 +266,9 @@ def main(argv):
             f"kernels, {p['kernel_us_per_step']:.0f} us in them, "
             f"{p['executor_tasks_per_step']:.0f} executor tasks"
         )
-    low, high = timing["written_over_derived_gradient"]["ci90"]
-    print(
-        "kdistill_offline / kdistill_offline_derived_gradient: "
-        f"{timing['written_over_derived_gradient']['median']:.3f} [{low:.3f}, {high:.3f}]"
-    )
+    for key, (numerator, denominator) in pairs.items():
+        low, high = timing[key]["ci90"]
+        print(f"{numerator} / {denominator}: {timing[key]['median']:.3f} [{low:.3f}, {high:.3f}]")
     common.write(
         FLAGS.results_name,
         {
@@ -268,8 +282,10 @@ def main(argv):
                 "burst_steps": FLAGS.burst_steps,
                 "profile_steps": profile_calls * spe,
                 "kdistill_step_logs": "loss",
-                "distillation": "SoftTargetKD(4.0), alpha 0.1, offline (derived_gradient: "
-                "the same loss as plain operations)",
+                "distillation": f"SoftTargetKD({TEMPERATURE}), alpha {ALPHA}, offline "
+                "(derived_gradient: the same loss as plain operations; handwritten: "
+                "benchmarks/common.HandWrittenOffline, its prepared variant caching the "
+                "teacher's log-probabilities at T instead of its logits)",
                 "clock": "process CPU time (all threads) per training step",
                 "ratios": "median over rounds of each round's ratio to the floor; ci90: "
                 "bootstrap 90% interval of that median",

@@ -7,6 +7,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kdistill import backend
@@ -79,6 +80,11 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         # The written gradient runs fewer kernels than TensorFlow's derived one.
         derived = profile["kdistill_offline_derived_gradient"]["kernels_per_step"]
         assert profile["kdistill_offline"]["kernels_per_step"] < derived
+        # Cached log-probabilities spare the hand-written step the teacher's softmax.
+        kernels = {name: profile[name]["kernels_per_step"] for name in profile}
+        assert kernels["handwritten_offline_prepared"] < kernels["handwritten_offline"]
+        assert "LogSoftmax" in profile["handwritten_offline"]["added_to_floor_by_op_type"]
+        assert payload["timing"]["kdistill_over_handwritten"]["median"] > 0
     for ratio in judged.get(name, []):
         assert payload["speed"] and all(
             s[ratio] > 0 and s[f"{ratio}_cpu"] > 0 and len(s[f"{ratio}_ci90"]) == 2
@@ -128,3 +134,46 @@ def test_machine_records_the_cpus_vector_features_on_x86_and_arm(cpuinfo, expect
     common = _load_common()
     assert common.simd_features(str(path)) == expected
     assert common.simd_features(str(tmp_path / "missing")) == []
+
+
+def test_hand_written_step_loss_from_cached_log_probs_matches_soft_target_kd():
+    from kdistill.backend import tf
+    from kdistill.losses import soft_target_kd
+
+    common = _load_common()
+    rng = np.random.default_rng(0)
+    teacher_logits = 3 * rng.normal(size=(8, 5)).astype("float32")
+    student_logits = tf.constant(rng.normal(size=(8, 5)).astype("float32"))
+    log_probs = common.tempered_log_probs(teacher_logits, 4.0)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(student_logits)
+        from_logits = soft_target_kd(teacher_logits, student_logits, 4.0)
+        from_log_probs = common._kd_from_log_probs(log_probs, student_logits, 4.0)
+    np.testing.assert_allclose(from_log_probs, from_logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        tape.gradient(from_log_probs, student_logits),
+        tape.gradient(from_logits, student_logits),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("prepared", [False, True], ids=["logits", "log_probs"])
+def test_hand_written_offline_step_learns_the_teachers_rule(prepared):
+    from kdistill import offline_targets
+    from kdistill.backend import keras
+
+    common = _load_common()
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(512, 8)).astype("float32")
+    labels = np.argmax(x[:, :4], axis=1)
+    teacher_logits = 5 * np.eye(4, dtype="float32")[labels]
+    cached = common.tempered_log_probs(teacher_logits, 4.0) if prepared else teacher_logits
+    student = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model = common.HandWrittenOffline(student, alpha=0.1, temperature=4.0, prepared=prepared)
+    model.compile(keras.optimizers.Adam(0.05))
+    history = model.fit(x, offline_targets(labels, cached), batch_size=64, epochs=8, verbose=0)
+    assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
+    accuracy = np.mean(np.argmax(student.predict(x, verbose=0), axis=1) == labels)
+    assert accuracy > 0.9
