@@ -29,8 +29,10 @@ stolen in each kept one.
 
 Two focused modes rerun a subset of the variants for more rounds, to resolve
 one ratio more finely: --focus=offline (the floor against kdistill offline,
-and against kdistill offline with a distillation loss that does no work: the
-step's own cost, apart from the soft-target loss's arithmetic) and
+against kdistill offline with a distillation loss that does no work: the
+step's own cost, apart from the soft-target loss's arithmetic, and against
+the leanest offline step one would write by hand for the same loss,
+`common.HandWrittenOffline`) and
 --focus=online (the floor, the teacher's forward pass, kdistill online and
 Keras's distiller). --shuffle_order runs the variants of each round in a new
 random order, so no variant always follows the same one.
@@ -151,6 +153,10 @@ def build(name, teacher, make_student, x, y, cached, jit, spe):
     if name == "student_floor":
         model = make_student()
         model.compile(keras.optimizers.Adam(1e-3), common.sparse_ce(), **options)
+    elif name == "handwritten_offline":
+        model = common.HandWrittenOffline(make_student(), alpha=0.1, temperature=4.0)
+        model.compile(keras.optimizers.Adam(1e-3), **options)
+        dataset = batched(x, offline_targets(y, cached))
     elif name == "keras_distiller":
         if backend.LEGACY_KERAS:
             return None
@@ -283,6 +289,8 @@ def ratios(times, suffix):
     per_round = {  # ratio name -> that ratio in each round, where its variants ran
         "offline_over_floor": ("kdistill_offline", ("student_floor",)),
         "no_work_loss_over_floor": ("kdistill_offline_no_work_loss", ("student_floor",)),
+        "handwritten_over_floor": ("handwritten_offline", ("student_floor",)),
+        "offline_over_handwritten": ("kdistill_offline", ("handwritten_offline",)),
         "online_over_ideal": ("kdistill_online", ("student_floor", "teacher_forward")),
         "online_over_keras": ("kdistill_online", ("keras_distiller",)),
     }
@@ -400,8 +408,18 @@ def measure(kind, x, y, jit, spe, variants):
 
 FOCUSED = {  # --focus -> (variants, ratios printed)
     "offline": (
-        ("student_floor", "kdistill_offline", "kdistill_offline_no_work_loss"),
-        ("offline_over_floor", "no_work_loss_over_floor"),
+        (
+            "student_floor",
+            "kdistill_offline",
+            "kdistill_offline_no_work_loss",
+            "handwritten_offline",
+        ),
+        (
+            "offline_over_floor",
+            "no_work_loss_over_floor",
+            "handwritten_over_floor",
+            "offline_over_handwritten",
+        ),
     ),
     "online": (
         ("student_floor", "teacher_forward", "kdistill_online", "keras_distiller"),
