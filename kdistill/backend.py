@@ -45,47 +45,6 @@ else:
 KERAS_NAME: str = "tf_keras" if LEGACY_KERAS else "keras"
 """Name of the Keras package in use, for messages and reports."""
 
-_OTHER_SWITCH = (
-    "kdistill is running on Keras 3, so it needs Keras 3 models. To work with "
-    "tf_keras models instead, set TF_USE_LEGACY_KERAS=1 in the environment "
-    "before TensorFlow is imported (for example on the command line: "
-    "TF_USE_LEGACY_KERAS=1 python train.py)."
-    if not LEGACY_KERAS
-    else "kdistill is running on tf_keras (TF_USE_LEGACY_KERAS is set), so it "
-    "needs tf_keras models. Unset TF_USE_LEGACY_KERAS before TensorFlow is "
-    "imported to work with Keras 3 models, or build the model with tf_keras."
-)
-
-
-def check_model(model, argument: str) -> None:
-    """Raises a clear error unless `model` is a model of the Keras in use.
-
-    Args:
-        model: The object passed by the user.
-        argument: The argument's name, used in the message (e.g. "teacher").
-
-    Raises:
-        TypeError: `model` is not a Keras model, or belongs to the other Keras.
-
-    Example:
-        >>> from kdistill import backend
-        >>> m = backend.keras.Sequential([backend.keras.layers.Dense(2)])
-        >>> backend.check_model(m, "student")
-    """
-    if isinstance(model, keras.Model):
-        return
-    module = type(model).__module__ or ""
-    if module.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(model, "layers"):
-        raise TypeError(
-            f"Invalid value for argument `{argument}`: it is a model of the "
-            f"other Keras ({type(model).__module__}.{type(model).__name__}). " + _OTHER_SWITCH
-        )
-    raise TypeError(
-        f"Invalid value for argument `{argument}`. Expected a "
-        f"{KERAS_NAME}.Model. Received: {argument} of type "
-        f"{type(model).__name__}."
-    )
-
 
 def scalar_variable(value: float, name: str) -> tf.Variable:
     """Returns a non-trainable float32 scalar variable.

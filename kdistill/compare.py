@@ -37,6 +37,7 @@ from kdistill import (
     saving,
     strategies,
     training,
+    validation,
 )
 from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
@@ -117,11 +118,7 @@ def run(
     started = time.perf_counter()
     names = list(strategy_names or strategies.default_names())
     parsed = [strategies.parse(n) for n in names]
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(
-            "Invalid value for argument `repeats`. Expected an integer >= 1. "
-            f"Received: repeats={repeats!r}"
-        )
+    validation.check_integer(repeats, "repeats", minimum=1)
     parallel.check_workers(workers)
     budget = budget or pareto.Budget()
     split = data.load(dataset, data_path, seed=seed, max_train=max_train)
@@ -443,7 +440,7 @@ def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
     if isinstance(teacher, str):
         return saving.load_model(teacher, unsafe=unsafe_load)
     if teacher is not None:
-        backend.check_model(teacher, "teacher")
+        validation.check_model(teacher, "teacher")
         return teacher
     saved = os.path.join(out, "teacher.keras")
     if os.path.exists(saved):
@@ -466,14 +463,16 @@ def _architectures(student, widths, split, unsafe_load) -> dict:
         template = (
             saving.load_model(student, unsafe=unsafe_load) if isinstance(student, str) else student
         )
-        backend.check_model(template, "student")
+        validation.check_model(template, "student")
         return {"custom": lambda: keras.models.clone_model(template)}
     widths = list(widths)
-    if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w <= 0 for w in widths):
+    if not widths:
         raise ValueError(
             "Invalid value for argument `student_widths`. Expected positive integers. "
-            f"Received: {widths!r}"
+            f"Received: student_widths={widths!r}"
         )
+    for width in widths:
+        validation.check_integer(width, "student_widths", minimum=1)
     shape, classes = split.input_shape, split.num_classes
     return {f"w{w}": (lambda w=w: models.student_for(shape, classes, w)) for w in widths}
 

@@ -68,11 +68,11 @@ class Distiller(keras.Model):
         **kwargs,
     ):
         super().__init__(name=name, **kwargs)
-        backend.check_model(student, "student")
+        validation.check_model(student, "student")
         teachers = _as_teacher_list(teacher)
         for i, model in enumerate(teachers):
             argument = "teacher" if len(teachers) == 1 else f"teacher[{i}]"
-            backend.check_model(model, argument)
+            validation.check_model(model, argument)
             _check_separate_models(model, student)
             _check_input_shapes(model, student)
             _check_outputs(model, student)

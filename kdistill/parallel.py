@@ -24,17 +24,14 @@ import os
 import time
 from collections.abc import Callable
 
+from kdistill import validation
+
 _STATE: dict = {}  # the worker process's data, teacher and settings
 
 
 def check_workers(workers) -> int:
     """Returns `workers` if it is an integer >= 1, else raises a clear error."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(
-            "Invalid value for argument `workers`. Expected an integer >= 1 "
-            f"(1 runs the strategies one after another). Received: workers={workers!r}"
-        )
-    return workers
+    return validation.check_integer(workers, "workers", minimum=1)
 
 
 def group_units(units: list) -> list[list[int]]:

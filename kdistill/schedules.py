@@ -102,9 +102,4 @@ def linear_warmup(start: float, end: float, warmup_steps: int) -> Schedule:
 
 
 def _check_steps(steps, argument):
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
-        raise ValueError(
-            f"Invalid value for argument `{argument}`. Expected a positive "
-            f"integer. Received: {argument}={steps!r}"
-        )
-    return steps
+    return validation.check_integer(steps, argument, minimum=1)

@@ -13,6 +13,8 @@ import math
 import numbers
 from typing import Any
 
+from kdistill import backend
+
 
 def _invalid(argument: str, expected: str, value: Any) -> str:
     return (
@@ -63,6 +65,60 @@ def check_unit_interval(value: Any, argument: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(_invalid(argument, "a number in [0, 1]", value))
     return value
+
+
+def check_integer(value: Any, argument: str, minimum: int = 0) -> int:
+    """Returns `value` if it is an integer >= `minimum` (booleans are refused).
+
+    Example:
+        >>> check_integer(3, "epochs", minimum=1)
+        3
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(_invalid(argument, f"an integer >= {minimum}", value))
+    return int(value)
+
+
+_OTHER_SWITCH = (
+    "kdistill is running on Keras 3, so it needs Keras 3 models. To work with "
+    "tf_keras models instead, set TF_USE_LEGACY_KERAS=1 in the environment "
+    "before TensorFlow is imported (for example on the command line: "
+    "TF_USE_LEGACY_KERAS=1 python train.py)."
+    if not backend.LEGACY_KERAS
+    else "kdistill is running on tf_keras (TF_USE_LEGACY_KERAS is set), so it "
+    "needs tf_keras models. Unset TF_USE_LEGACY_KERAS before TensorFlow is "
+    "imported to work with Keras 3 models, or build the model with tf_keras."
+)
+
+
+def check_model(model, argument: str) -> None:
+    """Raises a clear error unless `model` is a model of the Keras in use.
+
+    Args:
+        model: The object passed by the user.
+        argument: The argument's name, used in the message (e.g. "teacher").
+
+    Raises:
+        TypeError: `model` is not a Keras model, or belongs to the other Keras.
+
+    Example:
+        >>> from kdistill import backend, validation
+        >>> m = backend.keras.Sequential([backend.keras.layers.Dense(2)])
+        >>> validation.check_model(m, "student")
+    """
+    if isinstance(model, backend.keras.Model):
+        return
+    module = type(model).__module__ or ""
+    if module.startswith(("keras", "tf_keras", "tensorflow")) and hasattr(model, "layers"):
+        raise TypeError(
+            f"Invalid value for argument `{argument}`: it is a model of the "
+            f"other Keras ({type(model).__module__}.{type(model).__name__}). " + _OTHER_SWITCH
+        )
+    raise TypeError(
+        f"Invalid value for argument `{argument}`. Expected a "
+        f"{backend.KERAS_NAME}.Model. Received: {argument} of type "
+        f"{type(model).__name__}."
+    )
 
 
 def check_choice(value: Any, argument: str, choices) -> Any:

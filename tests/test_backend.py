@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from kdistill import backend
+from kdistill import backend, validation
 
 
 def run_python(code, **env_overrides):
@@ -41,4 +41,4 @@ def test_model_of_the_other_keras_is_rejected_with_the_switch_named():
         import tf_keras as other
     model = other.Sequential([other.Input((3,)), other.layers.Dense(2)])
     with pytest.raises(TypeError, match="argument `teacher`.*other Keras.*TF_USE_LEGACY_KERAS"):
-        backend.check_model(model, "teacher")
+        validation.check_model(model, "teacher")

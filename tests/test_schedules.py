@@ -32,5 +32,5 @@ def test_piecewise_needs_one_more_value_than_boundaries():
 
 
 def test_steps_must_be_positive():
-    with pytest.raises(ValueError, match="argument `steps`. Expected a positive integer"):
+    with pytest.raises(ValueError, match="argument `steps`. Expected an integer >= 1"):
         schedules.linear(1.0, 0.0, steps=0)

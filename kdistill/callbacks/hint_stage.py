@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from kdistill import validation
 from kdistill.backend import keras
 from kdistill.callbacks._distiller_check import require_distiller
 
@@ -28,12 +29,7 @@ class HintStage(keras.callbacks.Callback):
 
     def __init__(self, hint_epochs: int):
         super().__init__()
-        if isinstance(hint_epochs, bool) or not isinstance(hint_epochs, int) or hint_epochs < 0:
-            raise ValueError(
-                "Invalid value for argument `hint_epochs`. Expected an integer "
-                f">= 0. Received: hint_epochs={hint_epochs!r}"
-            )
-        self.hint_epochs = hint_epochs
+        self.hint_epochs = validation.check_integer(hint_epochs, "hint_epochs")
         self._saved = None
 
     def on_train_begin(self, logs=None):

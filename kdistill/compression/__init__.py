@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from kdistill import backend
+from kdistill import backend, validation
 from kdistill.backend import keras
 from kdistill.compression import keras3_pruning
 from kdistill.compression.schedule import PruningSchedule
@@ -63,7 +63,7 @@ def prune(
     Returns:
         The model to train (pass it to the Distiller as the student).
     """
-    backend.check_model(model, "model")
+    validation.check_model(model, "model")
     settings = PruningSchedule(
         target_sparsity, begin_step, end_step, frequency, schedule, initial_sparsity, power
     )
@@ -124,7 +124,7 @@ def quantize_aware(model, preserve_sparsity: bool = False):
         >>> pruned = strip(pruned_and_trained)
         >>> aware = quantize_aware(pruned, preserve_sparsity=True)
     """
-    backend.check_model(model, "model")
+    validation.check_model(model, "model")
     if not backend.LEGACY_KERAS:
         raise ValueError(_NEEDS_TF_KERAS.format(what="Quantization-aware training"))
     if not preserve_sparsity:
@@ -153,14 +153,10 @@ def cluster(model, n_clusters: int, preserve_sparsity: bool = False):
     Example:
         >>> clustered = cluster(strip(pruned), 16, preserve_sparsity=True)
     """
-    backend.check_model(model, "model")
+    validation.check_model(model, "model")
     if not backend.LEGACY_KERAS:
         raise ValueError(_NEEDS_TF_KERAS.format(what="Weight clustering"))
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int) or n_clusters < 2:
-        raise ValueError(
-            "Invalid value for argument `n_clusters`. Expected an integer >= 2. "
-            f"Received: n_clusters={n_clusters!r}"
-        )
+    validation.check_integer(n_clusters, "n_clusters", minimum=2)
     if not preserve_sparsity:
         _warn_if_sparse(model, "cluster", "clustering moves its zero weights to centroids")
     from kdistill.compression import tfmot_backend
@@ -170,7 +166,7 @@ def cluster(model, n_clusters: int, preserve_sparsity: bool = False):
 
 def strip(model):
     """Returns a plain model ready for export: wrappers removed, zeros kept."""
-    backend.check_model(model, "model")
+    validation.check_model(model, "model")
     if backend.LEGACY_KERAS:
         from kdistill.compression import tfmot_backend
 

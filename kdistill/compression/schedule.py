@@ -52,16 +52,8 @@ class PruningSchedule:
                     f"weights in [0, 1). Received: {name}={value}"
                 )
         validation.check_choice(self.schedule, "schedule", SCHEDULES)
-        if not isinstance(self.begin_step, int) or self.begin_step < 0:
-            raise ValueError(
-                "Invalid value for argument `begin_step`. Expected an integer >= 0. "
-                f"Received: begin_step={self.begin_step!r}"
-            )
-        if not isinstance(self.frequency, int) or self.frequency <= 0:
-            raise ValueError(
-                "Invalid value for argument `frequency`. Expected a positive "
-                f"integer. Received: frequency={self.frequency!r}"
-            )
+        validation.check_integer(self.begin_step, "begin_step")
+        validation.check_integer(self.frequency, "frequency", minimum=1)
         open_ended = self.schedule == "constant" and self.end_step == -1
         if not open_ended and self.end_step <= self.begin_step:
             raise ValueError(
