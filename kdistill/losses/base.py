@@ -1,0 +1,114 @@
+"""The base class of the distillation losses and the registry of their names.
+
+A loss class registers under a short name (`get("soft_target")`), which a
+config or the command line can use, and with Keras serialization under the
+package "kdistill" so saved models find it again.
+"""
+
+from __future__ import annotations
+
+from kdistill.backend import register_serializable, tf
+from kdistill.losses.functional import average_logits
+
+_REGISTRY: dict[str, type] = {}
+
+
+def _register(name: str):
+    def decorate(cls):
+        cls.registry_name = name
+        _REGISTRY[name] = cls
+        return register_serializable(cls)
+
+    return decorate
+
+
+class DistillationLoss:
+    """Base class: a configured distillation loss over a pure function.
+
+    Subclasses implement `per_sample`. Class attributes tell the `Distiller`
+    what a loss needs:
+
+    * `needs_labels`: the loss takes the true labels as a third argument.
+    * `uses_features`: the loss compares intermediate layers named by
+      `teacher_layers` and `student_layers` instead of the models' outputs.
+    """
+
+    registry_name = "custom"
+    needs_labels = False
+    uses_features = False
+
+    def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        """Returns the loss of each sample, shape (batch,)."""
+        raise NotImplementedError
+
+    def __call__(self, teacher_outputs, student_outputs, y_true=None):
+        """Returns the mean loss over the batch (a scalar tensor)."""
+        if self.needs_labels and y_true is None:
+            raise ValueError(
+                f"{type(self).__name__} needs the true labels: call it as "
+                "loss(teacher_outputs, student_outputs, y_true)."
+            )
+        return tf.reduce_mean(self.per_sample(teacher_outputs, student_outputs, y_true))
+
+    def combine_teachers(self, teacher_logits, weights):
+        """Returns the target logits of a teacher ensemble.
+
+        Args:
+            teacher_logits: Tensor (batch, teachers, classes).
+            weights: One weight per teacher, summing to 1.
+
+        Returns:
+            Tensor (batch, classes). By default the weighted mean of the
+            logits; losses with a temperature average the softened
+            distributions instead.
+        """
+        return average_logits(teacher_logits, weights)
+
+    @property
+    def temperature_variables(self) -> list:
+        """Temperature variables a scheduler may assign (none by default)."""
+        temperature = getattr(self, "temperature", None)
+        return [temperature] if isinstance(temperature, tf.Variable) else []
+
+    def get_config(self) -> dict:
+        """Returns the constructor arguments, for Keras serialization."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict):
+        """Builds the loss from what `get_config` returned."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def names() -> list[str]:
+    """Returns the registry names of the built-in losses."""
+    return sorted(_REGISTRY)
+
+
+def get(identifier, **kwargs) -> DistillationLoss:
+    """Returns a distillation loss from a registry name or an instance.
+
+    Args:
+        identifier: A `DistillationLoss`, or a registry name such as
+            "soft_target" (see `names()`).
+        **kwargs: Constructor arguments when `identifier` is a name.
+
+    Returns:
+        A `DistillationLoss`.
+
+    Example:
+        >>> get("soft_target", temperature=2.0)
+        SoftTargetKD(temperature=2.0)
+    """
+    if isinstance(identifier, DistillationLoss):
+        return identifier
+    if isinstance(identifier, str) and identifier in _REGISTRY:
+        return _REGISTRY[identifier](**kwargs)
+    raise ValueError(
+        f"Unknown distillation loss {identifier!r}. Valid names: "
+        f"{', '.join(names())}; or pass a kdistill.losses.DistillationLoss."
+    )
