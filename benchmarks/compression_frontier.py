@@ -34,7 +34,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import common  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kdistill import atomic, cache_teacher_outputs, export, models, training  # noqa: E402
+from kdistill import atomic, cache_teacher_outputs, export, models, tflite, training  # noqa: E402
 from kdistill.backend import keras  # noqa: E402
 from kdistill.losses import SoftTargetKD  # noqa: E402
 
@@ -99,7 +99,7 @@ def main(argv):
     keras.utils.set_random_seed(0)
     teacher = train_teacher(split, 1 if FLAGS.smoke else FLAGS.teacher_epochs)
     teacher_file = export.convert(teacher)
-    teacher_acc = export.evaluate_tflite(
+    teacher_acc = tflite.evaluate_tflite(
         teacher_file, split.x_test, split.y_test, latency_samples=0
     )["accuracy"]
     cached = cache_teacher_outputs(teacher, split.x_train, batch_size=1000)
@@ -137,7 +137,7 @@ def main(argv):
                 )
             for mode in ("none", "int8"):
                 flatbuffer = export.convert(student, mode, representative_data=split.x_train[:500])
-                report = export.evaluate_tflite(
+                report = tflite.evaluate_tflite(
                     flatbuffer, split.x_test, split.y_test, latency_samples=0
                 )
                 rows.append(

@@ -21,7 +21,7 @@ import common  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kdistill import export, models, training  # noqa: E402
+from kdistill import export, models, tflite, training  # noqa: E402
 from kdistill.backend import tf  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "MNIST-layout .npz (default: digits).")
@@ -82,7 +82,7 @@ def main(argv):
             )
         for mode in export.QUANTIZATIONS:
             flatbuffer = export.convert(model, mode, representative_data=split.x_train[:300])
-            report = export.evaluate_tflite(
+            report = tflite.evaluate_tflite(
                 flatbuffer,
                 split.x_test,
                 split.y_test,

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from kdistill import data, export, models, training  # noqa: E402
+from kdistill import data, export, models, tflite, training  # noqa: E402
 from kdistill.losses import SoftTargetKD  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "An MNIST-layout .npz file; digits when unset.")
@@ -46,7 +46,7 @@ def main(argv):
     for mode in export.QUANTIZATIONS:
         path = os.path.join(FLAGS.output_dir, f"student_{mode}.tflite")
         export.to_tflite(student, path, mode, representative_data=split.x_train[:500])
-        r = export.evaluate_tflite(path, split.x_test, split.y_test, reference_logits=reference)
+        r = tflite.evaluate_tflite(path, split.x_test, split.y_test, reference_logits=reference)
         print(
             f"{'student ' + mode:<22}{r['accuracy']:>10.4f}{r['size_bytes'] / 1024:>10.1f}"
             f"{r['gzip_size_bytes'] / 1024:>10.1f}{r['latency_ms_median']:>11.4f}"

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from kdistill import backend, compression, data, export, models, training  # noqa: E402
+from kdistill import backend, compression, data, export, models, tflite, training  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "An MNIST-layout .npz file; digits when unset.")
 flags.DEFINE_integer("epochs", 30, "Epochs of each training stage.")
@@ -40,7 +40,7 @@ def main(argv):
 
     def tflite_row(stage, model, mode):
         flatbuffer = export.convert(model, mode, representative_data=split.x_train[:500])
-        report = export.evaluate_tflite(flatbuffer, split.x_test, split.y_test, latency_samples=0)
+        report = tflite.evaluate_tflite(flatbuffer, split.x_test, split.y_test, latency_samples=0)
         rows.append(
             (
                 stage,
@@ -81,7 +81,7 @@ def main(argv):
         fine_tune = training.fine_tuning(settings)  # a third of the epochs, lr / 5
         aware = training.fit_distilled(teacher, aware, split, fine_tune).student
         qat_file = tflite_row("pruned + QAT int8 .tflite", aware, "int8")
-        print(f"Sparsity after QAT (int8 file): {export.weight_sparsity(qat_file)['overall']:.3f}")
+        print(f"Sparsity after QAT (int8 file): {tflite.weight_sparsity(qat_file)['overall']:.3f}")
     else:
         print(
             "QAT stage skipped: quantization-aware training needs tf_keras (TF_USE_LEGACY_KERAS=1)."

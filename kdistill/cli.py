@@ -178,7 +178,7 @@ def _print_report(report: dict) -> None:
 
 
 def _export(argv) -> int:
-    from kdistill import data, export, saving
+    from kdistill import data, export, saving, tflite
 
     model_path = _require("model")
     model = saving.load_model(model_path, unsafe=FLAGS.unsafe_load)
@@ -193,18 +193,18 @@ def _export(argv) -> int:
     print(f"Wrote {output} ({info['size_bytes']} bytes, {info['gzip_size_bytes']} gzipped)")
     reference = model.predict(split.x_test, verbose=0)
     _print_report(
-        export.evaluate_tflite(output, split.x_test, split.y_test, reference_logits=reference)
+        tflite.evaluate_tflite(output, split.x_test, split.y_test, reference_logits=reference)
     )
     return 0
 
 
 def _evaluate(argv) -> int:
-    from kdistill import data, export
+    from kdistill import data, tflite
 
     path = _require("tflite")
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
     print(f"{path} on {split.name} ({len(split.x_test)} test samples):")
-    _print_report(export.evaluate_tflite(path, split.x_test, split.y_test))
+    _print_report(tflite.evaluate_tflite(path, split.x_test, split.y_test))
     return 0
 
 

@@ -36,6 +36,7 @@ from kdistill import (
     report,
     saving,
     strategies,
+    tflite,
     training,
     validation,
 )
@@ -138,7 +139,7 @@ def run(
     teacher_test = training.predict_logits(teacher_model, split.x_test)
     teacher_train = cache_teacher_outputs(teacher_model, split.x_train)
     teacher_file = export.convert(teacher_model, "none")
-    teacher_report = export.evaluate_tflite(
+    teacher_report = tflite.evaluate_tflite(
         teacher_file, split.x_test, split.y_test, latency_samples=latency_samples
     )
     teacher_record = {
@@ -301,7 +302,7 @@ def run_unit(context, strategy, label, make_student, seed, repeats, trained, mod
             flatbuffer = export.convert(
                 student, strategy.quantization, representative_data=context.split.x_train[:500]
             )
-            measured = export.evaluate_tflite(
+            measured = tflite.evaluate_tflite(
                 flatbuffer,
                 context.split.x_test,
                 context.split.y_test,

@@ -7,6 +7,7 @@ from conftest import tiny_mlp, toy_data
 
 from kdistill import Distiller, backend, compare, data, export, losses, pareto, saving, strategies
 from kdistill.backend import keras
+from kdistill.tflite import evaluate_tflite
 
 
 def compiled(**kwargs):
@@ -184,7 +185,7 @@ CASES = {
         "needs a representative dataset",
     ),
     "corrupt .tflite file": (
-        lambda tmp: export.evaluate_tflite(write(tmp, "m.tflite", b"\x00" * 64), X),
+        lambda tmp: evaluate_tflite(write(tmp, "m.tflite", b"\x00" * 64), X),
         ValueError,
         "corrupt or truncated",
     ),

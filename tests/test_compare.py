@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from kdistill import backend, compare, export, pareto, report, strategies
+from kdistill import backend, compare, pareto, report, strategies, tflite
 
 STRATEGIES = ["labels", "kd_t4_a0.1", "kd+int8", "kd+prune50+dynamic", "kd+qat8"]
 
@@ -85,7 +85,7 @@ def test_front_is_undominated_and_accuracy_is_measured_on_the_tflite_file(finish
             "models",
             f"{r['strategy'].replace('+', '-')}_{r['student']}.tflite",
         )
-        assert export.evaluate_tflite(path, split.x_test, split.y_test, latency_samples=0)[
+        assert tflite.evaluate_tflite(path, split.x_test, split.y_test, latency_samples=0)[
             "accuracy"
         ] == pytest.approx(r["accuracy"])
     int8 = next(r for r in ok if r["strategy"] == "kd+int8")
@@ -116,7 +116,7 @@ def test_pruning_then_qat_keeps_the_zeros_in_the_int8_file(tmp_path):
     result = run_on_tf_keras(tmp_path, "kd+prune80+qat8")
     if result is not None:
         path = os.path.join(result.output_dir, "models", "kd-prune80-qat8_w32.tflite")
-        assert export.weight_sparsity(path)["overall"] == pytest.approx(0.8, abs=0.02)
+        assert tflite.weight_sparsity(path)["overall"] == pytest.approx(0.8, abs=0.02)
 
 
 def test_hint_strategy_finds_its_layer_in_pruned_and_quantization_aware_students(tmp_path):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import tiny_mlp, toy_data
 
-from kdistill import Distiller, backend, compression, export, models, training
+from kdistill import Distiller, backend, compression, export, models, tflite, training
 from kdistill.backend import keras
 
 legacy_only = pytest.mark.skipif(not backend.LEGACY_KERAS, reason="tfmot needs tf_keras")
@@ -47,7 +47,7 @@ def test_zeros_survive_tflite_export_and_shrink_the_gzipped_file(tmp_path):
     stripped = prune_and_train(tiny_mlp(name="student", units=256), 0.8)
     pruned_file = export.convert(stripped)
     dense_file = export.convert(dense)
-    assert export.weight_sparsity(pruned_file)["overall"] == pytest.approx(0.8, abs=0.01)
+    assert tflite.weight_sparsity(pruned_file)["overall"] == pytest.approx(0.8, abs=0.01)
     ratio = export.gzip_size(pruned_file) / export.gzip_size(dense_file)
     assert ratio < 0.6, f"gzip ratio pruned/dense = {ratio:.2f}"
 
@@ -174,7 +174,7 @@ def test_qat_and_clustering_keep_a_pruned_students_zeros_only_when_told_to(techn
         assert history["loss"][-1] < history["loss"][0]
         if technique == "qat":  # the zeros that reach the int8 file
             flatbuffer = export.convert(wrapped, "int8", representative_data=x)
-            shares[preserve] = export.weight_sparsity(flatbuffer)["overall"]
+            shares[preserve] = tflite.weight_sparsity(flatbuffer)["overall"]
         else:
             shares[preserve] = compression.sparsity(compression.strip(wrapped))["overall"]
     assert shares[True] == pytest.approx(0.8, abs=0.01)
@@ -194,7 +194,7 @@ def test_qat_distilled_int8_is_as_accurate_as_post_training_int8(digits, digits_
         ).student
         rep = digits.x_train[:300]
         ptq.append(
-            export.evaluate_tflite(
+            tflite.evaluate_tflite(
                 export.convert(float_student, "int8", rep),
                 digits.x_test,
                 digits.y_test,
@@ -209,7 +209,7 @@ def test_qat_distilled_int8_is_as_accurate_as_post_training_int8(digits, digits_
         fine_tune = dataclasses.replace(settings, epochs=5, learning_rate=5e-4)
         tuned = training.fit_distilled(digits_teacher, aware, digits, fine_tune).student
         qat.append(
-            export.evaluate_tflite(
+            tflite.evaluate_tflite(
                 export.convert(tuned, "int8", rep), digits.x_test, digits.y_test, latency_samples=0
             )["accuracy"]
         )

@@ -2,70 +2,11 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tiny_mlp, toy_data, two_heads
+from conftest import tiny_mlp, toy_data
 
-from kdistill import Distiller, atomic, export, models, training
+from kdistill import Distiller, atomic, export, tflite
 from kdistill.backend import keras, tf
 from kdistill.callbacks import ExportTFLite
-
-
-@pytest.fixture(scope="module")
-def digits_model(digits):
-    keras.utils.set_random_seed(0)
-    model = models.mlp(digits.input_shape, 10, (512, 512), name="exported")
-    return training.fit_supervised(model, digits, training.FitSettings(epochs=10, seed=0))
-
-
-@pytest.fixture(scope="module")
-def exported(digits_model, digits, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tflite")
-    infos = {}
-    for mode in export.QUANTIZATIONS:
-        infos[mode] = export.to_tflite(
-            digits_model,
-            str(folder / f"{mode}.tflite"),
-            mode,
-            representative_data=digits.x_train[:300],
-        )
-    return infos
-
-
-def test_float32_tflite_matches_keras_outputs(digits_model, digits, exported):
-    reference = digits_model.predict(digits.x_test, verbose=0)
-    outputs = export.TFLiteModel(exported["none"]["path"]).predict(digits.x_test)
-    assert np.max(np.abs(outputs - reference)) < 1e-4
-
-
-def test_quantized_files_keep_accuracy_and_shrink(digits, exported):
-    reports = {
-        m: export.evaluate_tflite(i["path"], digits.x_test, digits.y_test, latency_samples=20)
-        for m, i in exported.items()
-    }
-    float_size = reports["none"]["size_bytes"]
-    assert reports["int8"]["accuracy"] >= reports["none"]["accuracy"] - 0.015
-    assert reports["int8"]["size_bytes"] <= 0.30 * float_size
-    assert reports["float16"]["size_bytes"] <= 0.55 * float_size
-    assert reports["dynamic"]["size_bytes"] <= 0.30 * float_size
-    for report in reports.values():
-        assert report["accuracy"] > 0.9
-        assert 0 < report["latency_ms_median"] <= report["latency_ms_p95"]
-        assert 0 < report["gzip_size_bytes"] <= report["size_bytes"] * 1.01
-
-
-def test_int8_io_model_is_quantized_and_evaluated_through_scale_and_zero_point(
-    digits_model, digits, tmp_path
-):
-    path = str(tmp_path / "io.tflite")
-    export.to_tflite(
-        digits_model, path, "int8", representative_data=digits.x_train[:300], int8_io=True
-    )
-    runner = export.TFLiteModel(path)
-    assert runner.input_dtype == np.int8
-    reference = digits_model.predict(digits.x_test, verbose=0)
-    report = export.evaluate_tflite(
-        path, digits.x_test, digits.y_test, reference_logits=reference, latency_samples=0
-    )
-    assert report["agreement"] > 0.97
 
 
 def test_int8_without_representative_data_is_a_clear_error(tmp_path):
@@ -82,25 +23,6 @@ def test_unknown_quantization_lists_the_modes(tmp_path):
         match="argument `quantization`. Expected one of 'none', 'dynamic', 'float16', 'int8'",
     ):
         export.to_tflite(tiny_mlp(), str(tmp_path / "m.tflite"), "int4")
-
-
-def test_missing_and_corrupt_files_say_what_to_do(tmp_path, exported):
-    with pytest.raises(FileNotFoundError, match="No TFLite file at .*to_tflite"):
-        export.evaluate_tflite(str(tmp_path / "nope.tflite"), np.zeros((1, 8, 8, 1)))
-    truncated = tmp_path / "truncated.tflite"
-    truncated.write_bytes(open(exported["none"]["path"], "rb").read()[:3000])
-    garbage = tmp_path / "garbage.tflite"
-    garbage.write_bytes(b"not a model at all")
-    for path in (truncated, garbage):
-        with pytest.raises(ValueError, match="corrupt or truncated"):
-            export.evaluate_tflite(str(path), np.zeros((1, 8, 8, 1), "float32"))
-
-
-def test_model_with_two_outputs_converts_but_is_not_evaluated_as_one(tmp_path):
-    info = export.to_tflite(two_heads(), str(tmp_path / "two_heads.tflite"))
-    assert os.path.getsize(info["path"]) > 0
-    with pytest.raises(ValueError, match="has 2 outputs; TFLiteModel runs models with one"):
-        export.evaluate_tflite(info["path"], np.zeros((4, 4), "float32"))
 
 
 class MatrixInverse(keras.layers.Layer):
@@ -150,7 +72,7 @@ def test_export_callback_writes_the_student_at_the_end_of_fit(tmp_path):
     )
     callback = ExportTFLite(str(tmp_path / "s.tflite"))
     distiller.fit(x, y, epochs=2, verbose=0, callbacks=[callback])
-    outputs = export.TFLiteModel(callback.info["path"]).predict(x)
+    outputs = tflite.TFLiteModel(callback.info["path"]).predict(x)
     np.testing.assert_allclose(outputs, distiller.student.predict(x, verbose=0), atol=1e-4)
 
 
@@ -174,7 +96,7 @@ def test_export_callback_with_monitor_exports_the_best_epoch(tmp_path):
     final = distiller.student.get_weights()
     reference = keras.models.clone_model(distiller.student)
     reference.set_weights(snapshots[best])
-    outputs = export.TFLiteModel(callback.info["path"]).predict(x)
+    outputs = tflite.TFLiteModel(callback.info["path"]).predict(x)
     np.testing.assert_allclose(outputs, reference.predict(x, verbose=0), atol=1e-4)
     for a, b in zip(final, distiller.student.get_weights()):
         np.testing.assert_array_equal(a, b)
