@@ -22,12 +22,13 @@ _CHATTER = ("Statistics for quantized inputs were expected",)
 
 @contextlib.contextmanager
 def native_logs():
-    """Sends native stderr output and absl logging below ERROR nowhere for the block.
+    """Hides native stderr output and absl logging below ERROR for the block.
 
     File descriptor 2 points at the null device for the duration and is
     restored afterwards, also when the block raises; the exception and its
     message reach the caller unchanged. Python warnings raised in the block
-    are issued again after it (through the filters in force), except the converter's known chatter.
+    are issued again after it (through the filters in force), except the
+    converter's known chatter.
 
     Example:
         >>> with native_logs():
