@@ -182,3 +182,11 @@ def test_each_budget_limit_is_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         pareto.Budget(**kwargs)
     assert pareto.Budget(min_accuracy=0.0).min_accuracy == 0.0
+
+
+def test_a_zero_accuracy_floor_is_met_by_every_record():
+    # Budget(min_accuracy=0) used to divide by zero when recommending.
+    budget = pareto.Budget(min_accuracy=0.0)
+    assert budget.violations(record("x", 0.0, 10)) == {"accuracy": 0.0}
+    pick = pareto.recommend([record("x", 0.5, 10)], budget)
+    assert pick["within_budget"] and pick["record"]["strategy"] == "x"
