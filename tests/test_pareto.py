@@ -190,3 +190,18 @@ def test_a_zero_accuracy_floor_is_met_by_every_record():
     assert budget.violations(record("x", 0.0, 10)) == {"accuracy": 0.0}
     pick = pareto.recommend([record("x", 0.5, 10)], budget)
     assert pick["within_budget"] and pick["record"]["strategy"] == "x"
+
+
+def test_messages_give_sizes_in_kib():
+    # 102400 bytes are 100.0 KiB (not 99.9 thousand-ish units).
+    big = record("big", 0.9, 100 * 1024, latency=3.0)
+    within = pareto.recommend([big], pareto.Budget(max_size_kb=200))
+    assert within["message"] == (
+        "Ship big (w8): the most accurate within budget (size <= 200 KB): "
+        "accuracy 0.9000, 100.0 KB, 3.0000 ms per sample."
+    )
+    missed = pareto.recommend([big], pareto.Budget(max_size_kb=50, max_latency_ms=2.0))
+    assert missed["message"] == (
+        "No strategy meets the budget (size <= 50 KB, latency <= 2 ms). Closest: big (w8) "
+        "(accuracy 0.9000, 100.0 KB, 3.0000 ms), which misses size by 100%, latency by 50%."
+    )

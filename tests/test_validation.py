@@ -73,3 +73,13 @@ def test_different_shapes_say_both_and_what_to_do():
         "student (None, 5). Distillation compares them element by element, so give the "
         "student the same output layer size as the teacher (the same number of classes)."
     )
+
+
+@pytest.mark.parametrize(
+    "check",
+    [validation.check_positive, validation.check_non_negative, validation.check_unit_interval],
+)
+def test_every_check_names_the_argument_of_a_non_number(check):
+    with pytest.raises(TypeError) as error:
+        check("1", "alpha")
+    assert str(error.value) == message("alpha", "a number", "'1'")
