@@ -64,7 +64,7 @@ def test_defaults_and_stages_parse_to_these_fields(name, fields):
     assert (s.sparsity, s.quantization, s.qat) == fields[4:]
 
 
-@pytest.mark.parametrize("bad", ["  ", "kdd", "kd+prune"])
+@pytest.mark.parametrize("bad", ["  ", "kdd", "kd+prune", "kd+int8+float16"])
 def test_unknown_strategy_message_names_it_and_lists_the_forms(bad):
     with pytest.raises(ValueError) as error:
         strategies.parse(bad)
