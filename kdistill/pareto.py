@@ -37,9 +37,9 @@ class Budget:
         if self.max_latency_ms is not None:
             misses["latency"] = max(0.0, record["latency_ms"] / self.max_latency_ms - 1.0)
         if self.min_accuracy is not None:
-            misses["accuracy"] = max(
-                0.0, (self.min_accuracy - record["accuracy"]) / self.min_accuracy
-            )
+            # min_accuracy=0 is met by every record (and must not divide by zero).
+            shortfall = self.min_accuracy - record["accuracy"]
+            misses["accuracy"] = shortfall / self.min_accuracy if shortfall > 0 else 0.0
         return misses
 
     def describe(self) -> str:

@@ -1,6 +1,7 @@
 import json
 import os
 
+import numpy as np
 import pytest
 
 from kdistill import backend, compare, pareto, report, strategies, tflite
@@ -194,3 +195,58 @@ def test_unwritable_output_directory_says_so(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(PermissionError, match="Cannot create the output directory"):
         small_run(str(blocker / "run"), strategy_names=["labels"])
+
+
+def sign_model(hidden=None):
+    """Logits [x, -x]: class 0 for x >= 0 (a tie at 0 goes to class 0), else 1.
+
+    With `hidden`, x first passes through a Dense layer of that width whose
+    first unit copies it: the same function in a larger file.
+    """
+    from kdistill.backend import keras
+
+    x_in = keras.Input((1,))
+    h = x_in
+    if hidden:
+        copy = keras.layers.Dense(hidden)
+        h = copy(h)
+        copy.set_weights([np.eye(1, hidden, dtype="float32"), np.zeros(hidden, "float32")])
+    out = keras.layers.Dense(2)
+    model = keras.Model(x_in, out(h))
+    kernel = np.zeros((h.shape[-1], 2), "float32")
+    kernel[0] = [1.0, -1.0]
+    out.set_weights([kernel, np.zeros(2, "float32")])
+    return model
+
+
+def test_a_record_off_the_front_carries_the_accuracy_of_its_tflite_file(tmp_path):
+    # Calibration on [-1, 1] gives an input step of 2/255 = 0.0078; x = -0.002 and
+    # 0.002 lie within half a step of 0 and both quantize to 0, where the logits tie
+    # and the file answers class 0. So the Keras models score 4/4 and the int8 files
+    # 3/4 (-0.002, class 1, is missed). The larger file, equally accurate, is off
+    # the front, and its record must still hold 0.75, not the Keras model's 1.0.
+    from kdistill import data
+
+    x_train = np.array([[-1.0], [1.0]], "float32")
+    x_test = np.array([[-0.002], [0.002], [1.0], [-1.0]], "float32")
+    y_test = np.array([1, 0, 0, 1])
+    split = data.Split(x_train, np.array([1, 0]), x_train, np.array([1, 0]), x_test, y_test)
+    logits = np.concatenate([x_test, -x_test], axis=1)
+    context = compare._Context(
+        split, None, None, logits, {"tflite_size_bytes": 10**6}, epochs=1, latency_samples=2
+    )
+    strategy = strategies.parse("labels+int8")
+    records = []
+    for label, hidden in (("small", None), ("large", 64)):
+        model = sign_model(hidden)
+        assert np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test) == 1.0
+        trained = {(label, strategy.training_key, 0): model}  # nothing to train
+        record = compare.run_unit(context, strategy, label, None, 0, 1, trained, str(tmp_path))
+        assert record["status"] == "ok", record.get("error")
+        records.append(record)
+    small, large = pareto.mark_pareto(records)
+    assert large["tflite_size_bytes"] > small["tflite_size_bytes"]
+    assert (small["pareto"], large["pareto"]) == (True, False)
+    assert small["accuracy"] == large["accuracy"] == 0.75
+    path = str(tmp_path / "labels-int8_large.tflite")
+    assert export.evaluate_tflite(path, x_test, y_test, latency_samples=0)["accuracy"] == 0.75

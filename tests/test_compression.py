@@ -214,3 +214,17 @@ def test_qat_distilled_int8_is_as_accurate_as_post_training_int8(digits, digits_
             )["accuracy"]
         )
     assert np.mean(qat) >= np.mean(ptq) - 0.005, (qat, ptq)
+
+
+@pytest.mark.parametrize("schedule", ["polynomial", "constant"])
+def test_pruning_zeroes_the_exact_number_of_weights(schedule):
+    # 80% of a 4x64 kernel is 204.8 weights, rounded to 205 zeros (51 kept); of a
+    # 64x3 kernel 153.6, rounded to 154 (38 kept). One weight more or less would
+    # still pass a 1% tolerance.
+    stripped = prune_and_train(tiny_mlp(name="student", units=64), 0.8, schedule=schedule)
+    zeros = {
+        name: int(np.sum(stripped.get_layer(name).get_weights()[0] == 0))
+        for name in ("student_hidden", "student_out")
+    }
+    assert zeros == {"student_hidden": 205, "student_out": 154}
+    assert compression.sparsity(stripped)["overall"] == (205 + 154) / (256 + 192)

@@ -105,3 +105,44 @@ def test_export_callback_with_monitor_exports_the_best_epoch(tmp_path):
 def test_export_callback_rejects_int8_without_data_before_training():
     with pytest.raises(ValueError, match="representative_data"):
         ExportTFLite("s.tflite", quantization="int8")
+
+
+# -- numbers of an int8 file, worked out by hand ----------------------------------
+
+
+def identity_model():
+    """One Dense unit with weight 1 and bias 0: y = x."""
+    x_in = keras.Input((1,))
+    dense = keras.layers.Dense(1)
+    model = keras.Model(x_in, dense(x_in))
+    dense.set_weights([np.ones((1, 1), "float32"), np.zeros(1, "float32")])
+    return model
+
+
+# Calibration reads the first 3 samples: range [-1, 3]. A 4th (100) or one fewer
+# at either end would change it.
+CALIBRATION = np.array([[-1.0], [0.5], [3.0], [100.0]], "float32")
+
+
+def int8_io_identity():
+    return export.convert(
+        identity_model(), "int8", CALIBRATION, int8_io=True, calibration_samples=3
+    )
+
+
+def test_int8_io_outputs_are_dequantized_to_the_float_values():
+    # Range [-1, 3] over 255 steps: scale 4/255; zero point -128 + 1 / (4/255) =
+    # -64.25, rounded to -64. So int8 q stands for (q + 64) * 4/255, and the
+    # identity's outputs come back within one step (4/255 = 0.0157) of its inputs.
+    # A zero point applied with the wrong sign would be off by 128 steps (2.0).
+    flatbuffer = int8_io_identity()
+    x = np.array([[-1.0], [0.0], [0.5], [1.0], [2.0], [3.0]], "float32")
+    np.testing.assert_allclose(export.TFLiteModel(flatbuffer).predict(x), x, atol=4 / 255)
+
+
+def test_int8_calibration_reads_exactly_calibration_samples():
+    interpreter = tf.lite.Interpreter(model_content=int8_io_identity())
+    for details in (interpreter.get_input_details(), interpreter.get_output_details()):
+        scale, zero_point = details[0]["quantization"]
+        assert scale == pytest.approx(4 / 255, rel=1e-6)
+        assert zero_point == -64

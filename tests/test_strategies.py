@@ -41,3 +41,48 @@ def test_unknown_strategy_lists_the_valid_forms(bad):
 def test_alpha_outside_unit_interval_is_rejected():
     with pytest.raises(ValueError, match=r"alpha must lie in \[0, 1\]"):
         strategies.parse("kd_t4_a2")
+
+
+@pytest.mark.parametrize(
+    "name,fields",
+    [
+        # (training, temperature, alpha, mse_lambda, sparsity, quantization, qat)
+        ("kd", ("kd", 4.0, 0.1, None, 0.0, "none", False)),
+        ("kd_t4_a0", ("kd", 4.0, 0.0, None, 0.0, "none", False)),
+        ("mse", ("mse", 4.0, 0.5, None, 0.0, "none", False)),
+        ("labels+float16", ("labels", 4.0, 1.0, None, 0.0, "float16", False)),
+        ("hint+prune50", ("hint", 4.0, 0.1, None, 0.5, "none", False)),
+        ("dkd+int8", ("dkd", 4.0, 0.1, None, 0.0, "int8", False)),
+        ("kd+qat8", ("kd", 4.0, 0.1, None, 0.0, "int8", True)),
+        (" kd+prune90+qat8 ", ("kd", 4.0, 0.1, None, 0.9, "int8", True)),
+    ],
+)
+def test_defaults_and_stages_parse_to_these_fields(name, fields):
+    s = strategies.parse(name)
+    assert s.name == name.strip()
+    assert (s.training, s.temperature, s.alpha, s.mse_lambda) == fields[:4]
+    assert (s.sparsity, s.quantization, s.qat) == fields[4:]
+
+
+@pytest.mark.parametrize("bad", ["  ", "kdd", "kd+prune", "kd+int8+float16"])
+def test_unknown_strategy_message_names_it_and_lists_the_forms(bad):
+    with pytest.raises(ValueError) as error:
+        strategies.parse(bad)
+    assert str(error.value) == (
+        f"Unknown strategy {bad!r}. A strategy is a training stage, optionally "
+        "followed by +prune{P} and/or +dynamic|+float16|+int8|+qat8. Training "
+        "stages: labels, kd, kd_t{T}_a{alpha} (e.g. kd_t4_a0.1), mse, "
+        "mse_l{lambda}, hint, dkd. Examples: kd+prune80+int8, labels+int8."
+    )
+
+
+def test_a_name_that_is_not_a_string_is_unknown():
+    with pytest.raises(ValueError, match="Unknown strategy 5. A strategy is"):
+        strategies.parse(5)
+
+
+@pytest.mark.parametrize("legacy", [True, False])
+def test_default_set_adds_exactly_qat_on_tf_keras(legacy, monkeypatch):
+    monkeypatch.setattr(backend, "LEGACY_KERAS", legacy)
+    extra = ("kd+qat8",) if legacy else ()
+    assert strategies.default_names() == strategies.DEFAULT_STRATEGIES + extra
