@@ -249,4 +249,4 @@ def test_a_record_off_the_front_carries_the_accuracy_of_its_tflite_file(tmp_path
     assert (small["pareto"], large["pareto"]) == (True, False)
     assert small["accuracy"] == large["accuracy"] == 0.75
     path = str(tmp_path / "labels-int8_large.tflite")
-    assert export.evaluate_tflite(path, x_test, y_test, latency_samples=0)["accuracy"] == 0.75
+    assert tflite.evaluate_tflite(path, x_test, y_test, latency_samples=0)["accuracy"] == 0.75

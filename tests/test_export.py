@@ -137,7 +137,7 @@ def test_int8_io_outputs_are_dequantized_to_the_float_values():
     # A zero point applied with the wrong sign would be off by 128 steps (2.0).
     flatbuffer = int8_io_identity()
     x = np.array([[-1.0], [0.0], [0.5], [1.0], [2.0], [3.0]], "float32")
-    np.testing.assert_allclose(export.TFLiteModel(flatbuffer).predict(x), x, atol=4 / 255)
+    np.testing.assert_allclose(tflite.TFLiteModel(flatbuffer).predict(x), x, atol=4 / 255)
 
 
 def test_int8_calibration_reads_exactly_calibration_samples():
