@@ -65,7 +65,7 @@ flags.DEFINE_list(
     "strategies",
     None,
     "compare: strategy names (default: the standard set; "
-    "see kdistill.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
+    "see kdistill.compare.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
 )
 flags.DEFINE_integer(
     "workers", 1, "compare: worker processes running strategies in parallel (same results)."
@@ -136,7 +136,8 @@ def _distill(argv) -> int:
 
 
 def _compare(argv) -> int:
-    from kdistill import compare, pareto
+    from kdistill import compare
+    from kdistill.compare import pareto
 
     try:
         widths = [int(w) for w in FLAGS.student_widths]

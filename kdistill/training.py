@@ -113,10 +113,7 @@ def fit_distilled(
     """
     keras.utils.set_random_seed(settings.seed)
     loss = distillation_loss or losses_lib.SoftTargetKD(4.0)
-    loss_list = loss if isinstance(loss, (list, tuple)) else [loss]
-    offline = teacher_outputs is not None and not any(
-        losses_lib.get(item).uses_features for item in loss_list
-    )
+    offline = trains_offline(loss, teacher_outputs)
     distiller = Distiller(
         teacher=None if offline else teacher,
         student=student,
@@ -152,6 +149,78 @@ def fit_distilled(
         verbose=settings.verbose,
     )
     return distiller
+
+
+def trains_offline(distillation_loss, teacher_outputs) -> bool:
+    """Whether distillation runs offline, on cached teacher outputs.
+
+    The one place that decides: offline when the teacher's outputs are cached
+    and no loss reads the teacher's features (a feature loss needs the
+    teacher's hidden layers, so the teacher runs every step).
+
+    Args:
+        distillation_loss: A loss, a registry name, or a list of them.
+        teacher_outputs: Cached teacher logits, or None.
+
+    Returns:
+        True when training needs no teacher pass per step.
+
+    Example:
+        >>> trains_offline("soft_target", cached), trains_offline("soft_target", None)
+        (True, False)
+    """
+    if teacher_outputs is None:
+        return False
+    loss = distillation_loss
+    items = loss if isinstance(loss, (list, tuple)) else [loss]
+    return not any(losses_lib.get(item).uses_features for item in items)
+
+
+def fit_student(
+    teacher,
+    student,
+    split: Split,
+    settings: FitSettings,
+    distillation_loss=None,
+    alpha: float = 0.1,
+    callbacks=None,
+    teacher_outputs=None,
+):
+    """Trains `student` alone or distilled, as `distillation_loss` says, and returns it.
+
+    With no `distillation_loss` the student learns from the labels alone
+    (`fit_supervised`); otherwise it is distilled (`fit_distilled`, offline
+    when `trains_offline` says so) without a validation pass.
+
+    Args:
+        teacher: The trained teacher (unused when training on labels alone).
+        student: The student to train (trained in place).
+        split: The data.
+        settings: Epochs, batch size, learning rate, seed.
+        distillation_loss: None, a loss, a registry name or a list of them.
+        alpha: Weight of the hard-label loss when distilling.
+        callbacks: Keras callbacks for `fit`.
+        teacher_outputs: Cached teacher logits for `split.x_train`, or None.
+
+    Returns:
+        The trained student.
+
+    Example:
+        >>> fit_student(teacher, student, split, FitSettings(epochs=2), "soft_target")
+    """
+    if distillation_loss is None:
+        return fit_supervised(student, split, settings, callbacks=callbacks)
+    return fit_distilled(
+        teacher,
+        student,
+        split,
+        settings,
+        distillation_loss=distillation_loss,
+        alpha=alpha,
+        callbacks=callbacks,
+        teacher_outputs=teacher_outputs,
+        validate=False,
+    ).student
 
 
 def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:

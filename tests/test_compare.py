@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from kdistill import backend, compare, export, pareto, report, strategies
+from kdistill import backend, compare, export
+from kdistill.compare import jobs, pareto, report, strategies
 
 STRATEGIES = ["labels", "kd_t4_a0.1", "kd+int8", "kd+prune50+dynamic", "kd+qat8"]
 
@@ -141,9 +142,9 @@ def test_recommendation_respects_the_budget(finished):
 @pytest.mark.slow
 def test_resume_keeps_finished_strategies_and_runs_only_new_ones(finished, monkeypatch):
     trained = []
-    original = compare._train
+    original = jobs._train
     monkeypatch.setattr(
-        compare, "_train", lambda *a, **k: trained.append(a[1].name) or original(*a, **k)
+        jobs, "_train", lambda *a, **k: trained.append(a[1].name) or original(*a, **k)
     )
     before = {
         r["strategy"]: r for r in report.load_results(finished.output_dir) if r["status"] == "ok"
@@ -177,7 +178,7 @@ def test_two_workers_give_the_same_results_as_a_sequential_run(finished, tmp_pat
 
 
 def test_strategies_that_share_a_trained_student_run_in_one_job():
-    from kdistill.parallel import group_units
+    from kdistill.compare.jobs import group_units
 
     units = [(w, strategies.parse(n)) for w in ("w8", "w16") for n in ("kd", "labels", "kd+int8")]
     assert group_units(units) == [[0, 2], [1], [3, 5], [4]]
