@@ -297,6 +297,7 @@ COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evalua
 
 
 def main(argv) -> int:
+    """Runs the command named in `argv[1]` (absl's flags already parsed); returns the exit code."""
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "(none)"
         raise app.UsageError(
