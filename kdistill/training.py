@@ -181,42 +181,44 @@ def fit_student(
     student,
     split: Split,
     settings: FitSettings,
-    distillation_loss=None,
-    alpha: float = 0.1,
+    strategy,
     callbacks=None,
     teacher_outputs=None,
 ):
-    """Trains `student` alone or distilled, as `distillation_loss` says, and returns it.
+    """Trains `student` the way `strategy` says and returns it.
 
-    With no `distillation_loss` the student learns from the labels alone
-    (`fit_supervised`); otherwise it is distilled (`fit_distilled`, offline
-    when `trains_offline` says so) without a validation pass.
+    The one place that chooses how a strategy trains: on the labels alone
+    when it has no distillation loss; else distilled (`fit_distilled`
+    without a validation pass), offline on cached teacher outputs when
+    `trains_offline` says so, with the teacher online otherwise.
 
     Args:
         teacher: The trained teacher (unused when training on labels alone).
         student: The student to train (trained in place).
         split: The data.
         settings: Epochs, batch size, learning rate, seed.
-        distillation_loss: None, a loss, a registry name or a list of them.
-        alpha: Weight of the hard-label loss when distilling.
+        strategy: A `kdistill.compare.strategies.Strategy` (anything with
+            `distillation_loss(teacher, student)` and `alpha`).
         callbacks: Keras callbacks for `fit`.
-        teacher_outputs: Cached teacher logits for `split.x_train`, or None.
+        teacher_outputs: Cached teacher logits for `split.x_train` (ignored
+            on labels alone).
 
     Returns:
         The trained student.
 
     Example:
-        >>> fit_student(teacher, student, split, FitSettings(epochs=2), "soft_target")
+        >>> fit_student(teacher, student, split, FitSettings(epochs=2), parse("kd"))
     """
-    if distillation_loss is None:
+    loss = strategy.distillation_loss(teacher, student)
+    if loss is None:
         return fit_supervised(student, split, settings, callbacks=callbacks)
     return fit_distilled(
         teacher,
         student,
         split,
         settings,
-        distillation_loss=distillation_loss,
-        alpha=alpha,
+        distillation_loss=loss,
+        alpha=strategy.alpha,
         callbacks=callbacks,
         teacher_outputs=teacher_outputs,
         validate=False,

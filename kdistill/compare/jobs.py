@@ -268,8 +268,7 @@ def _train(context: Context, strategy, label: str, seed: int):
             model,
             split,
             stage_settings,
-            distillation_loss=strategy.distillation_loss(context.teacher, model),
-            alpha=strategy.alpha,
+            strategy,
             callbacks=list(callbacks) + progress,
             teacher_outputs=context.teacher_train,
         )
