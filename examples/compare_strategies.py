@@ -13,7 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from kdistill import compare, pareto  # noqa: E402
+from kdistill import compare  # noqa: E402
+from kdistill.compare import pareto  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "An MNIST-layout .npz file; digits when unset.")
 flags.DEFINE_string("output_dir", "kdistill_runs/example", "Where results go.")

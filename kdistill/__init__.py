@@ -1,10 +1,25 @@
-"""kdistill: knowledge distillation and model compression for Keras."""
+"""kdistill: knowledge distillation and model compression for Keras.
 
-from kdistill import backend, losses
-from kdistill.distiller import Distiller
-from kdistill.offline import cache_teacher_outputs, offline_targets
+Importing `kdistill` alone does not load TensorFlow: the public names below
+load it when first used (`from kdistill import Distiller` does). So the
+`kdistill` command can set TensorFlow's log level before TensorFlow starts,
+and `kdistill --help` prints the help at once. Import a name (or
+`kdistill.losses`) before loading a saved `Distiller` with
+`keras.models.load_model`: that registers kdistill's classes with Keras.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it.
+_PUBLIC = {
+    "Distiller": "kdistill.distiller",
+    "backend": "kdistill.backend",
+    "cache_teacher_outputs": "kdistill.offline",
+    "losses": "kdistill.losses",
+    "offline_targets": "kdistill.offline",
+}
 
 __all__ = [
     "Distiller",
@@ -13,3 +28,16 @@ __all__ = [
     "losses",
     "offline_targets",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'kdistill' has no attribute {name!r}")
+    module = importlib.import_module(_PUBLIC[name])
+    value = module if module.__name__ == f"kdistill.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(set(globals()) | set(__all__))

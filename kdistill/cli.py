@@ -20,9 +20,16 @@ Run `kdistill <command> --helpfull` for every flag. The data flags
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import re
 import sys
+import tempfile
 
+# TensorFlow reads its C++ log level once, when it loads: set it first (the user's
+# own setting wins), so the terminal holds only what a user must act on. Importing
+# kdistill does not load TensorFlow: `--help` never starts it, and a command loads it
+# with `load_tensorflow`.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
@@ -40,7 +47,14 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("teacher_epochs", 40, "Training epochs of the teacher.")
-flags.DEFINE_integer("epochs", 40, "Training epochs of each student.")
+DEFAULT_EPOCHS = {"compare": 30, "distill": 40}
+flags.DEFINE_integer(
+    "epochs",
+    None,
+    "Training epochs of each student (default: "
+    + ", ".join(f"{n} for {command}" for command, n in DEFAULT_EPOCHS.items())
+    + ").",
+)
 flags.DEFINE_integer("batch_size", 32, "Batch size of the students.")
 flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate of the students.")
 flags.DEFINE_integer("student_width", 16, "Hidden width of the built-in student.")
@@ -65,7 +79,7 @@ flags.DEFINE_list(
     "strategies",
     None,
     "compare: strategy names (default: the standard set; "
-    "see kdistill.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
+    "see kdistill.compare.strategies), e.g. labels,kd_t4_a0.1,kd+prune80+int8.",
 )
 flags.DEFINE_integer(
     "workers", 1, "compare: worker processes running strategies in parallel (same results)."
@@ -87,14 +101,77 @@ flags.DEFINE_boolean(
 )
 
 
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
+_LOG_LINE = re.compile(r"^([IWEF])\d{4} ")
+
+
+def load_tensorflow() -> None:
+    """Imports TensorFlow and finds its devices, showing only lines at the log level.
+
+    TensorFlow (2.20 and later) writes its start-up lines (oneDNN, CUDA
+    drivers, CPU instructions) before it reads ``TF_CPP_MIN_LOG_LEVEL``. They
+    are captured here and replayed filtered by that level; a failed cuInit
+    is dropped too when TensorFlow found no CUDA driver to start with.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            from kdistill.backend import tf
+
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            sys.stderr.write(startup_lines_to_show(captured.read().decode(errors="replace")))
+            sys.stderr.flush()
+
+
+def startup_lines_to_show(text: str, level: str | None = None) -> str:
+    """The lines of TensorFlow's start-up output a user should see.
+
+    Args:
+        text: What TensorFlow wrote to stderr while loading.
+        level: ``TF_CPP_MIN_LOG_LEVEL`` (default: the environment's): lines
+            of lower severity (0 info, 1 warning, 2 error, 3 fatal) are
+            dropped, with the lines that continue them.
+
+    Returns:
+        The lines kept, as one string.
+
+    Example:
+        >>> startup_lines_to_show("I0000 00:00:17.1 port.cc:153] oneDNN ...\n", "2")
+        ''
+    """
+    level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0") if level is None else level
+    minimum = int(level) if level.strip().isdigit() else 0
+    no_driver = "Could not find cuda drivers" in text
+    kept, keep = [], True
+    for line in text.splitlines(keepends=True):
+        if line.startswith("WARNING: All log messages before absl::InitializeLog()"):
+            continue  # absl's note on its own set-up, not a message
+        match = _LOG_LINE.match(line)
+        if match:
+            keep = _SEVERITY[match.group(1)] >= minimum and not (
+                no_driver and "failed call to cuInit" in line
+            )
+        if keep:
+            kept.append(line)
+    return "".join(kept)
+
+
 def _distill(argv) -> int:
     from kdistill import data, models, training
+    from kdistill.callbacks import EpochProgress
     from kdistill.losses import SoftTargetKD
 
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, max_train=FLAGS.max_train)
     teacher_settings = training.FitSettings(epochs=FLAGS.teacher_epochs, seed=FLAGS.seed)
     settings = training.FitSettings(
-        epochs=FLAGS.epochs,
+        epochs=_epochs("distill"),
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
@@ -104,7 +181,10 @@ def _distill(argv) -> int:
         f"{len(split.x_test)} test samples, input {split.input_shape}"
     )
     teacher = training.fit_supervised(
-        models.teacher_for(split.input_shape, split.num_classes), split, teacher_settings
+        models.teacher_for(split.input_shape, split.num_classes),
+        split,
+        teacher_settings,
+        callbacks=[EpochProgress("teacher")],
     )
     alone = training.fit_supervised(
         models.student_for(split.input_shape, split.num_classes, FLAGS.student_width),
@@ -136,7 +216,8 @@ def _distill(argv) -> int:
 
 
 def _compare(argv) -> int:
-    from kdistill import compare, pareto
+    from kdistill import compare
+    from kdistill.compare import pareto
 
     try:
         widths = [int(w) for w in FLAGS.student_widths]
@@ -154,7 +235,7 @@ def _compare(argv) -> int:
         budget=budget,
         output_dir=FLAGS.output_dir,
         resume=FLAGS.resume,
-        epochs=FLAGS.epochs if FLAGS["epochs"].present else 30,
+        epochs=_epochs("compare"),
         teacher_epochs=FLAGS.teacher_epochs,
         seed=FLAGS.seed,
         max_train=FLAGS.max_train,
@@ -162,6 +243,10 @@ def _compare(argv) -> int:
         workers=FLAGS.workers,
     )
     return 0
+
+
+def _epochs(command: str) -> int:
+    return DEFAULT_EPOCHS[command] if FLAGS.epochs is None else FLAGS.epochs
 
 
 def _require(flag_name: str) -> str:
@@ -212,11 +297,13 @@ COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evalua
 
 
 def main(argv) -> int:
+    """Runs the command named in `argv[1]` (absl's flags already parsed); returns the exit code."""
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "(none)"
         raise app.UsageError(
             f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}."
         )
+    load_tensorflow()
     try:
         return COMMANDS[argv[1]](argv[2:])
     except (ValueError, TypeError, FileNotFoundError, PermissionError) as error:
@@ -235,6 +322,11 @@ def run() -> None:
             app.usage(shorthelp=arg != "--helpfull", writeto_stdout=True, exitcode=0)
     app.run(main)
 
+
+if multiprocessing.current_process().name != "MainProcess":
+    # A worker process of `compare --workers N` runs the command's main module (this
+    # one) before its job imports TensorFlow: load it quietly here too.
+    load_tensorflow()
 
 if __name__ == "__main__":
     run()

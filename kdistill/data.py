@@ -37,10 +37,12 @@ class Split:
 
     @property
     def input_shape(self) -> tuple:
+        """The shape of one input sample."""
         return tuple(self.x_train.shape[1:])
 
     @property
     def num_classes(self) -> int:
+        """The number of classes: the largest label (train or test) plus one."""
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
 

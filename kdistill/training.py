@@ -113,10 +113,7 @@ def fit_distilled(
     """
     keras.utils.set_random_seed(settings.seed)
     loss = distillation_loss or losses_lib.SoftTargetKD(4.0)
-    loss_list = loss if isinstance(loss, (list, tuple)) else [loss]
-    offline = teacher_outputs is not None and not any(
-        losses_lib.get(item).uses_features for item in loss_list
-    )
+    offline = trains_offline(loss, teacher_outputs)
     distiller = Distiller(
         teacher=None if offline else teacher,
         student=student,
@@ -152,6 +149,80 @@ def fit_distilled(
         verbose=settings.verbose,
     )
     return distiller
+
+
+def trains_offline(distillation_loss, teacher_outputs) -> bool:
+    """Whether distillation runs offline, on cached teacher outputs.
+
+    The one place that decides: offline when the teacher's outputs are cached
+    and no loss reads the teacher's features (a feature loss needs the
+    teacher's hidden layers, so the teacher runs every step).
+
+    Args:
+        distillation_loss: A loss, a registry name, or a list of them.
+        teacher_outputs: Cached teacher logits, or None.
+
+    Returns:
+        True when training needs no teacher pass per step.
+
+    Example:
+        >>> trains_offline("soft_target", cached), trains_offline("soft_target", None)
+        (True, False)
+    """
+    if teacher_outputs is None:
+        return False
+    loss = distillation_loss
+    items = loss if isinstance(loss, (list, tuple)) else [loss]
+    return not any(losses_lib.get(item).uses_features for item in items)
+
+
+def fit_student(
+    teacher,
+    student,
+    split: Split,
+    settings: FitSettings,
+    strategy,
+    callbacks=None,
+    teacher_outputs=None,
+):
+    """Trains `student` the way `strategy` says and returns it.
+
+    The one place that chooses how a strategy trains: on the labels alone
+    when it has no distillation loss; else distilled (`fit_distilled`
+    without a validation pass), offline on cached teacher outputs when
+    `trains_offline` says so, with the teacher online otherwise.
+
+    Args:
+        teacher: The trained teacher (unused when training on labels alone).
+        student: The student to train (trained in place).
+        split: The data.
+        settings: Epochs, batch size, learning rate, seed.
+        strategy: A `kdistill.compare.strategies.Strategy` (anything with
+            `distillation_loss(teacher, student)` and `alpha`).
+        callbacks: Keras callbacks for `fit`.
+        teacher_outputs: Cached teacher logits for `split.x_train` (ignored
+            on labels alone).
+
+    Returns:
+        The trained student.
+
+    Example:
+        >>> fit_student(teacher, student, split, FitSettings(epochs=2), parse("kd"))
+    """
+    loss = strategy.distillation_loss(teacher, student)
+    if loss is None:
+        return fit_supervised(student, split, settings, callbacks=callbacks)
+    return fit_distilled(
+        teacher,
+        student,
+        split,
+        settings,
+        distillation_loss=loss,
+        alpha=strategy.alpha,
+        callbacks=callbacks,
+        teacher_outputs=teacher_outputs,
+        validate=False,
+    ).student
 
 
 def predict_logits(model, x, batch_size: int = 512) -> np.ndarray:

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from conftest import tiny_mlp, toy_data
 
-from kdistill import Distiller, backend, compare, data, export, losses, pareto, saving, strategies
+from kdistill import Distiller, backend, compare, data, export, losses, saving
 from kdistill.backend import keras
+from kdistill.compare import pareto, strategies
 from kdistill.tflite import evaluate_tflite
 
 

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -10,6 +11,66 @@ def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "kdistill.cli", *args], capture_output=True, text=True, env=env
     )
+
+
+def run_cli_with_default_log_level(*args):
+    # A user's shell: TensorFlow's log level unset, so the command chooses it.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    return subprocess.run(
+        [sys.executable, "-m", "kdistill.cli", *args], capture_output=True, text=True, env=env
+    )
+
+
+def test_help_prints_only_the_help_without_starting_tensorflow():
+    result = run_cli_with_default_log_level("--help")
+    assert result.returncode == 0
+    for chatter in ("oneDNN", "cuInit", "absl", "cuda", "I0000"):
+        assert chatter not in result.stdout + result.stderr
+    assert result.stderr == ""
+    assert "kdistill <command>" in result.stdout
+
+
+def test_epochs_help_states_the_default_each_command_uses():
+    result = run_cli("--help")
+    assert "Training epochs of each student (default: 30 for compare, 40 for" in result.stdout
+
+
+def test_a_failing_command_prints_its_error_and_no_tensorflow_start_up_lines(tmp_path):
+    result = run_cli_with_default_log_level("evaluate", "--tflite", str(tmp_path / "none.tflite"))
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"kdistill evaluate: error: No TFLite file at '{tmp_path / 'none.tflite'}'. "
+        "Export one with kdistill.export.to_tflite(student, path)."
+    ]
+
+
+STARTUP = (
+    "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+    "I0000 00:00:1796034372.808231   28174 port.cc:153] oneDNN custom operations are on.\n"
+    "I0000 00:00:1796034372.808748   28174 cudart_stub.cc:31] Could not find cuda drivers on "
+    "your machine, GPU will not be used.\n"
+    "I0000 00:00:1796034372.895958   28174 cpu_feature_guard.cc:227] This TensorFlow binary is "
+    "optimized to use available CPU instructions in performance-critical operations.\n"
+    "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n"
+    "W0000 00:00:1796034378.162958   28174 some.cc:1] a warning\n"
+    "E0000 00:00:1796034378.162958   28174 cuda_platform.cc:52] failed call to cuInit: INTERNAL\n"
+    "E0000 00:00:1796034378.162958   28174 other.cc:9] a real error\n"
+)
+
+
+def test_tensorflow_start_up_lines_are_filtered_by_the_log_level():
+    from kdistill.cli import startup_lines_to_show
+
+    assert startup_lines_to_show(STARTUP, "2") == (
+        "E0000 00:00:1796034378.162958   28174 other.cc:9] a real error\n"
+    )
+    kept = startup_lines_to_show(STARTUP, "1").splitlines()
+    assert [line.split("] ")[-1] for line in kept] == ["a warning", "a real error"]
+    everything = startup_lines_to_show(STARTUP, "0")
+    assert "To enable the following instructions" in everything and "absl" not in everything
+    # With a CUDA driver installed, a failed cuInit is something to act on.
+    with_driver = STARTUP.replace("Could not find cuda drivers", "Found cuda drivers")
+    assert "failed call to cuInit" in startup_lines_to_show(with_driver, "2")
 
 
 def test_help_lists_the_commands():
@@ -110,6 +171,7 @@ def test_compare_command_runs_a_reduced_grid(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Running 2 strategies in 2 worker processes" in result.stdout
     assert "kd+int8 (w8): accuracy" in result.stdout
+    assert re.search(r"^\[teacher\] epoch 2/2: .*; \d+s elapsed, ~\d+s left$", result.stdout, re.M)
     assert "No strategy meets the budget (size <= 0.5 KB)" in result.stdout
     assert os.path.exists(os.path.join(out, "pareto.png"))
 

@@ -4,7 +4,8 @@ import os
 import numpy as np
 import pytest
 
-from kdistill import backend, compare, pareto, report, strategies, tflite
+from kdistill import backend, compare, tflite
+from kdistill.compare import jobs, pareto, report, strategies
 
 STRATEGIES = ["labels", "kd_t4_a0.1", "kd+int8", "kd+prune50+dynamic", "kd+qat8"]
 
@@ -142,9 +143,9 @@ def test_recommendation_respects_the_budget(finished):
 @pytest.mark.slow
 def test_resume_keeps_finished_strategies_and_runs_only_new_ones(finished, monkeypatch):
     trained = []
-    original = compare._train
+    original = jobs._train
     monkeypatch.setattr(
-        compare, "_train", lambda *a, **k: trained.append(a[1].name) or original(*a, **k)
+        jobs, "_train", lambda *a, **k: trained.append(a[1].name) or original(*a, **k)
     )
     before = {
         r["strategy"]: r for r in report.load_results(finished.output_dir) if r["status"] == "ok"
@@ -178,7 +179,7 @@ def test_two_workers_give_the_same_results_as_a_sequential_run(finished, tmp_pat
 
 
 def test_strategies_that_share_a_trained_student_run_in_one_job():
-    from kdistill.parallel import group_units
+    from kdistill.compare.jobs import group_units
 
     units = [(w, strategies.parse(n)) for w in ("w8", "w16") for n in ("kd", "labels", "kd+int8")]
     assert group_units(units) == [[0, 2], [1], [3, 5], [4]]
@@ -232,8 +233,18 @@ def test_a_record_off_the_front_carries_the_accuracy_of_its_tflite_file(tmp_path
     y_test = np.array([1, 0, 0, 1])
     split = data.Split(x_train, np.array([1, 0]), x_train, np.array([1, 0]), x_test, y_test)
     logits = np.concatenate([x_test, -x_test], axis=1)
-    context = compare._Context(
-        split, None, None, logits, {"tflite_size_bytes": 10**6}, epochs=1, latency_samples=2
+    context = jobs.Context(
+        split=split,
+        teacher=None,
+        teacher_train=None,
+        teacher_test=logits,
+        teacher_record={"tflite_size_bytes": 10**6},
+        architectures={},
+        epochs=1,
+        seed=0,
+        repeats=1,
+        latency_samples=2,
+        models_dir=str(tmp_path),
     )
     strategy = strategies.parse("labels+int8")
     records = []
@@ -241,7 +252,7 @@ def test_a_record_off_the_front_carries_the_accuracy_of_its_tflite_file(tmp_path
         model = sign_model(hidden)
         assert np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test) == 1.0
         trained = {(label, strategy.training_key, 0): model}  # nothing to train
-        record = compare.run_unit(context, strategy, label, None, 0, 1, trained, str(tmp_path))
+        record = jobs.run_unit(context, strategy, label, trained)
         assert record["status"] == "ok", record.get("error")
         records.append(record)
     small, large = pareto.mark_pareto(records)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from kdistill import pareto
+from kdistill.compare import pareto
 
 
 def record(name, accuracy, size, latency=0.01, status="ok"):

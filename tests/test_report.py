@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from kdistill import report
+from kdistill.compare import report
 
 
 def record(name, accuracy, size, pareto=True, **extra):

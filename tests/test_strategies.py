@@ -1,6 +1,7 @@
 import pytest
 
-from kdistill import backend, strategies
+from kdistill import backend
+from kdistill.compare import strategies
 
 
 def test_full_name_parses_every_stage():

@@ -1,12 +1,14 @@
-"""Keras callbacks for distillation: schedules, teacher agreement, stages, export."""
+"""Keras callbacks for distillation: schedules, teacher agreement, stages, export, progress."""
 
 from kdistill.callbacks.export_tflite import ExportTFLite
 from kdistill.callbacks.hint_stage import HintStage
+from kdistill.callbacks.progress import EpochProgress
 from kdistill.callbacks.schedulers import AlphaScheduler, TemperatureScheduler
 from kdistill.callbacks.teacher_agreement import TeacherAgreement
 
 __all__ = [
     "AlphaScheduler",
+    "EpochProgress",
     "ExportTFLite",
     "HintStage",
     "TeacherAgreement",

@@ -6,7 +6,7 @@ A strategy name joins up to three stages with "+":
   ``kd_t{T}_a{alpha}`` (Hinton soft targets, default T=4, alpha=0.1),
   ``mse`` / ``mse_l{lambda}`` (logit matching; with lambda, the seed
   objective CE + lambda * ||z_t - z_s||^2), ``hint`` (FitNets hint on the
-  first hidden layer plus soft targets), ``dkd`` (decoupled KD);
+  last hidden layer plus soft targets), ``dkd`` (decoupled KD);
 * pruning (optional): ``prune{P}``, P percent of Dense/Conv weights zeroed
   while distilling (e.g. ``prune80``);
 * quantization (optional): ``dynamic``, ``float16``, ``int8`` (post-
@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from kdistill import backend
+from kdistill import backend, losses
 
 TRAINING_RE = re.compile(
     r"^(labels|kd(?:_t(?P<t>[0-9.]+))?(?:_a(?P<a>[0-9.]+))?|mse(?:_l(?P<l>[0-9.]+))?|hint|dkd)$"
@@ -84,10 +84,35 @@ class Strategy:
             self.qat,
         )
 
-    @property
-    def needs_teacher_pass(self) -> bool:
-        """Whether training needs the teacher online (feature losses)."""
-        return self.training == "hint"
+    def distillation_loss(self, teacher, student):
+        """The distillation loss(es) this strategy trains `student` with.
+
+        Args:
+            teacher: The teacher model (a hint reads its last hidden layer).
+            student: The student model as it is trained (pruning and QAT wrap
+                and rename its layers, so the hint layer is looked up here).
+
+        Returns:
+            None for "labels" (the student trains alone), else a
+            `kdistill.losses.DistillationLoss` or a list of them.
+
+        Example:
+            >>> parse("labels").distillation_loss(teacher, student) is None
+            True
+        """
+        if self.training == "labels":
+            return None
+        if self.training == "kd":
+            return losses.SoftTargetKD(self.temperature)
+        if self.training == "mse":
+            # The seed objective CE + lambda * ||z_t - z_s||^2 sums over logits.
+            return losses.LogitMSE(reduction="mean" if self.mse_lambda is None else "sum")
+        if self.training == "dkd":
+            return losses.DecoupledKD()
+        return [  # "hint"
+            losses.SoftTargetKD(self.temperature),
+            losses.HintLoss(_last_hidden_layer(teacher), _last_hidden_layer(student)),
+        ]
 
 
 def parse(name: str) -> Strategy:
@@ -133,6 +158,11 @@ def default_names() -> tuple:
     """The default strategy set (with QAT when running on tf_keras)."""
     extra = ("kd+qat8",) if backend.LEGACY_KERAS else ()
     return DEFAULT_STRATEGIES + extra
+
+
+def _last_hidden_layer(model) -> str:
+    # The layer before the logits: the last hidden representation.
+    return model.layers[-2].name
 
 
 def _unknown(name) -> str:

@@ -153,14 +153,17 @@ def plot(output_dir: str, records: list, teacher: dict | None) -> str | None:
             c="tab:red",
             label="Pareto front",
         )
-        for r in front:
-            ax.annotate(
-                f"{r['strategy']} {r['student']}",
-                (r["tflite_size_bytes"] / 1024, r["accuracy"]),
-                fontsize=7,
-                xytext=(4, -10),
-                textcoords="offset points",
-            )
+    labels = [
+        ax.annotate(
+            text,
+            point,
+            fontsize=7,
+            xytext=(4, -10),
+            textcoords="offset points",
+            verticalalignment="top",
+        )
+        for point, text in point_labels(front)
+    ]
     if teacher:
         ax.scatter(
             teacher["tflite_size_bytes"] / 1024,
@@ -177,10 +180,51 @@ def plot(output_dir: str, records: list, teacher: dict | None) -> str | None:
     ax.set_title("Accuracy against size (marker area: latency per sample)")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    buffer = io.BytesIO()
     fig.tight_layout()
+    _separate(labels, fig.canvas.get_renderer())
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
     path = os.path.join(output_dir, "pareto.png")
     atomic.write_bytes(path, buffer.getvalue())
     return path
+
+
+def point_labels(records: list) -> list[tuple[tuple[float, float], str]]:
+    """One label per plotted point: records at one (size, accuracy) share it.
+
+    Records whose TFLite size (KB, to 0.1) and accuracy (to 4 decimals)
+    coincide are drawn at one point, so their names form one label, one
+    name per line.
+
+    Args:
+        records: Records with "strategy", "student", "tflite_size_bytes" and
+            "accuracy".
+
+    Returns:
+        `((size_kb, accuracy), label)` pairs, smallest size first.
+
+    Example:
+        >>> point_labels([{"strategy": "kd", "student": "w8", "tflite_size_bytes": 2048,
+        ...                "accuracy": 0.9}])
+        [((2.0, 0.9), 'kd w8')]
+    """
+    groups: dict = {}
+    for r in records:
+        key = (round(r["tflite_size_bytes"] / 1024, 1), round(r["accuracy"], 4))
+        groups.setdefault(key, []).append(f"{r['strategy']} {r['student']}")
+    return [(point, "\n".join(names)) for point, names in sorted(groups.items())]
+
+
+def _separate(labels: list, renderer, step: float = 4.0, tries: int = 200) -> None:
+    # Points close on the front would print their labels over each other: move each
+    # label down (in points, below its point) until it overlaps none placed before it.
+    placed = []
+    for label in labels:
+        for _ in range(tries):
+            box = label.get_window_extent(renderer)
+            if not any(box.overlaps(other) for other in placed):
+                break
+            x, y = label.xyann
+            label.xyann = (x, y - step)
+        placed.append(label.get_window_extent(renderer))

@@ -43,6 +43,7 @@ class Budget:
         return misses
 
     def describe(self) -> str:
+        """The limits in words, e.g. "size <= 5 KB, accuracy >= 0.95"."""
         parts = []
         if self.max_size_kb is not None:
             parts.append(f"size <= {self.max_size_kb:g} KB")
