@@ -3,9 +3,10 @@
 Importing `kdistill` alone does not load TensorFlow: the public names below
 load it when first used (`from kdistill import Distiller` does). So the
 `kdistill` command can set TensorFlow's log level before TensorFlow starts,
-and `kdistill --help` prints the help at once. Import a name (or
-`kdistill.losses`) before loading a saved `Distiller` with
-`keras.models.load_model`: that registers kdistill's classes with Keras.
+and `kdistill --help` prints the help at once. Where TensorFlow is loaded
+already (`import keras` first, the usual order), `import kdistill` registers
+its classes with Keras at once, so `keras.models.load_model` finds a saved
+`Distiller`; otherwise any kdistill name used first does.
 """
 
 import importlib
@@ -41,3 +42,18 @@ def __getattr__(name: str):
 
 def __dir__() -> list:
     return sorted(set(globals()) | set(__all__))
+
+
+def _register_if_tensorflow_is_loaded() -> None:
+    # Where TensorFlow is loaded already (the user imported keras or tensorflow
+    # first, the usual order), loading kdistill's classes costs no start-up
+    # output and registers them with Keras, so `keras.models.load_model` finds
+    # a saved Distiller after a plain `import kdistill`.
+    import sys
+
+    if "tensorflow" in sys.modules:
+        for name in ("Distiller", "losses"):
+            __getattr__(name)
+
+
+_register_if_tensorflow_is_loaded()
