@@ -11,7 +11,7 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-from kdistill import backend, inputs, offline, outputs, trackers, validation
+from kdistill import backend, inputs, offline, outputs, pairing, trackers, validation
 from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
@@ -69,22 +69,20 @@ class Distiller(keras.Model):
     ):
         super().__init__(name=name, **kwargs)
         validation.check_model(student, "student")
-        teachers = _as_teacher_list(teacher)
+        teachers = pairing.as_teacher_list(teacher)
         for i, model in enumerate(teachers):
             argument = "teacher" if len(teachers) == 1 else f"teacher[{i}]"
             validation.check_model(model, argument)
-            _check_separate_models(model, student)
-            _check_input_shapes(model, student)
-            _check_outputs(model, student)
+            validation.check_pair(model, student)
             model.trainable = False
         self.teacher = teacher
         self.student = student
-        self.teacher_weights = _teacher_weights(teacher_weights, len(teachers))
+        self.teacher_weights = pairing.teacher_weights(teacher_weights, len(teachers))
 
         self.distillation_losses = _as_loss_list(distillation_loss)
         self._output_names = outputs.names(student)
         self._student_outputs = outputs.structure(student)
-        _bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
+        pairing.bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
@@ -95,22 +93,14 @@ class Distiller(keras.Model):
             validation.check_unit_interval(alpha, "alpha"), "alpha"
         )
 
-        feature_losses = [l for l in self.distillation_losses if l.uses_features]
-        if feature_losses and len(teachers) != 1:
-            raise ValueError(
-                "Feature losses ("
-                + ", ".join(type(l).__name__ for l in feature_losses)
-                + ") read one teacher's intermediate layers, so they need a "
-                "single `teacher` model"
-                + (" instead of teacher=None." if not teachers else ", not an ensemble.")
-            )
-        teacher = teachers[0] if len(teachers) == 1 else None
-        teacher_layers = [n for l in feature_losses for n in l.teacher_layers]
-        student_layers = [n for l in feature_losses for n in l.student_layers]
-        self._teacher_view = _feature_view(teacher, teacher_layers, "teacher")
-        self._student_view = _feature_view(student, student_layers, "student")
-        self.adapters = _build_adapters(
-            feature_losses, self._teacher_view, self._student_view, len(self._output_names)
+        self._teacher_view, self._student_view = pairing.feature_views(
+            teachers, student, self.distillation_losses
+        )
+        self.adapters = pairing.build_adapters(
+            self.distillation_losses,
+            self._teacher_view,
+            self._student_view,
+            len(self._output_names),
         )
         self._teachers_return_probabilities = [outputs.probability_outputs(t) for t in teachers]
         self._student_returns_probabilities = outputs.probability_outputs(student)
@@ -139,7 +129,7 @@ class Distiller(keras.Model):
     @property
     def teachers(self) -> list:
         """The teacher models as a list (empty for offline distillation)."""
-        return _as_teacher_list(self.teacher)
+        return pairing.as_teacher_list(self.teacher)
 
     def track_teacher_agreement(self, enabled: bool = True) -> None:
         """Adds `teacher_agreement` and `teacher_kl` to the logs.
@@ -267,7 +257,7 @@ class Distiller(keras.Model):
         a flat list, the student's features)."""
         values = outputs.flat(self._student_view(x, training=training))
         count = len(self._output_names)
-        _check_output_count(values, count + len(self.adapters), "student")
+        validation.check_output_count(values, count + len(self.adapters), "student")
         predictions = values[:count]
         if count == 1:
             return predictions[0], predictions, values[1:]
@@ -284,7 +274,7 @@ class Distiller(keras.Model):
             values = [
                 tf.stop_gradient(v) for v in outputs.flat(self._teacher_view(x, training=False))
             ]
-            _check_output_count(values, count + len(self.adapters), "teacher")
+            validation.check_output_count(values, count + len(self.adapters), "teacher")
             logits = [
                 outputs.as_logits(v, p)
                 for v, p in zip(values[:count], self._teachers_return_probabilities[0])
@@ -350,21 +340,15 @@ class Distiller(keras.Model):
             def target(loss):
                 return teacher_logits
 
+        pairs = iter(
+            pairing.feature_pairs(
+                self.distillation_losses, self.adapters, teacher_feats, student_feats
+            )
+        )
         terms = []
-        position = 0
         for loss in self.distillation_losses:
             if loss.uses_features:
-                count = len(loss.teacher_layers)
-                t = teacher_feats[position : position + count]
-                s = [
-                    adapter(f) if adapter is not None else f
-                    for adapter, f in zip(
-                        self.adapters[position : position + count],
-                        student_feats[position : position + count],
-                    )
-                ]
-                position += count
-                terms.append(loss.per_sample(t, s))
+                terms.append(loss.per_sample(*next(pairs)))
             elif loss.needs_labels:
                 terms.append(loss.per_sample(target(loss), student_logits, y))
             else:
@@ -379,7 +363,9 @@ class Distiller(keras.Model):
         shape = teacher_logits.shape
         if ensemble:
             shape = shape[:1] + shape[2:]
-            weights = list(self.teacher_weights) or _teacher_weights(None, teacher_logits.shape[1])
+            weights = list(self.teacher_weights) or pairing.teacher_weights(
+                None, teacher_logits.shape[1]
+            )
         validation.check_same_shape(shape, student_logits.shape, "outputs")
 
         def target(loss):
@@ -643,61 +629,6 @@ def _student_losses(loss, output_names) -> list:
     return [keras.losses.get(l) if l is not None else None for l in chosen]
 
 
-def _bind_output_losses(losses, output_names, teacher_count) -> None:
-    """Lines `PerOutput` losses up with the outputs; a model with several
-    outputs needs them (a plain loss would not say which outputs to match)."""
-    several = len(output_names) > 1
-    for loss in losses:
-        if isinstance(loss, losses_lib.PerOutput):
-            loss.bind(output_names)
-        elif several and not loss.uses_features:
-            raise ValueError(
-                f"Invalid value for argument `distillation_loss`: the student has "
-                f"{len(output_names)} outputs ({', '.join(output_names)}), so "
-                f"{type(loss).__name__} must say which to match. Wrap it: "
-                f"kdistill.losses.PerOutput([{type(loss).__name__}(...), None, ...]) "
-                "with one loss (or None) per output, or a dict keyed by output name."
-            )
-    if several and teacher_count > 1:
-        raise ValueError(
-            "Invalid value for argument `teacher`: a teacher ensemble distils "
-            "models with one output; this student has "
-            f"{len(output_names)}. Pass a single teacher."
-        )
-
-
-def _as_teacher_list(teacher) -> list:
-    if teacher is None:
-        return []
-    if isinstance(teacher, (list, tuple)):
-        if not teacher:
-            raise ValueError(
-                "Invalid value for argument `teacher`: the ensemble list is "
-                "empty. Pass one model, a list of models, or None for offline "
-                "distillation."
-            )
-        return list(teacher)
-    return [teacher]
-
-
-def _teacher_weights(weights, count) -> list:
-    if weights is None:
-        return [1.0 / count] * count if count > 1 else []
-    weights = [validation.check_non_negative(w, "teacher_weights") for w in weights]
-    if count and len(weights) != count:
-        raise ValueError(
-            "Invalid value for argument `teacher_weights`: expected one weight "
-            f"per teacher ({count}), received {len(weights)}: {weights}."
-        )
-    total = sum(weights)
-    if total <= 0:
-        raise ValueError(
-            "Invalid value for argument `teacher_weights`: they sum to 0. Give "
-            "at least one teacher a positive weight."
-        )
-    return [w / total for w in weights]
-
-
 def _loss_weights(weights, count) -> list:
     if weights is None:
         return [1.0] * count
@@ -718,122 +649,6 @@ def _term_names(losses) -> list:
         seen[base] = seen.get(base, 0) + 1
         names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
     return names
-
-
-def _check_separate_models(teacher, student):
-    if teacher is student:
-        raise ValueError(
-            "Invalid value for argument `student`: it is the same object as "
-            "`teacher`. Build a separate (usually smaller) student model; to "
-            "start from the teacher's weights use keras.models.clone_model and "
-            "set_weights."
-        )
-    teacher_ids = {id(v) for v in teacher.weights}
-    shared = [v.name for v in student.weights if id(v) in teacher_ids]
-    if shared:
-        raise ValueError(
-            "Invalid value for argument `student`: it shares layers with "
-            f"`teacher` (variables {shared[:4]}). The Distiller freezes the "
-            "teacher, which would freeze those student layers too. Give the "
-            "student its own layers (keras.models.clone_model copies a model)."
-        )
-
-
-def _static_shape(model, attribute):
-    tensors = getattr(model, attribute, None)
-    try:
-        if tensors and len(tensors) == 1:
-            return tuple(tensors[0].shape)
-    except (AttributeError, ValueError, TypeError):
-        pass
-    return None
-
-
-def _check_input_shapes(teacher, student):
-    t, s = _static_shape(teacher, "inputs"), _static_shape(student, "inputs")
-    if t is None or s is None:
-        return
-    if not validation.shapes_compatible(t, s):
-        raise ValueError(
-            f"Teacher and student take inputs of different shapes: teacher "
-            f"{t} and student {s}. Both models see the same batch, so give the "
-            "student the teacher's input shape (add a Reshape or Resizing "
-            "layer inside the student if it needs another)."
-        )
-
-
-def _check_output_count(values, expected, role):
-    """A model without a layer graph shows how many outputs it has only when
-    called: refuse more than were paired up, instead of distilling the first."""
-    if len(values) != expected:
-        raise ValueError(
-            f"The {role} returned {len(values)} outputs, but kdistill expected "
-            f"{expected}. kdistill pairs the outputs of teacher and student before "
-            "training, which it can do only for models with a layer graph: build a "
-            "model with several outputs as a functional model, "
-            "keras.Model(inputs, [output_1, output_2])."
-        )
-
-
-def _check_outputs(teacher, student):
-    t_names, s_names = outputs.names(teacher), outputs.names(student)
-    if len(t_names) != len(s_names):
-        raise ValueError(
-            f"Teacher and student have different numbers of outputs: teacher "
-            f"{len(t_names)} ({', '.join(t_names)}), student {len(s_names)} "
-            f"({', '.join(s_names)}). Outputs are matched one to one: give the "
-            "student the teacher's outputs."
-        )
-    if isinstance(outputs.structure(teacher), dict) and t_names != s_names:
-        raise ValueError(
-            f"Teacher and student name their outputs differently: teacher "
-            f"{t_names}, student {s_names}. Use the same keys in both models."
-        )
-    t, s = _static_shape(teacher, "outputs"), _static_shape(student, "outputs")
-    if t is not None and s is not None:
-        validation.check_same_shape(t, s, "outputs")
-
-
-def _feature_view(model, layer_names, role):
-    """Returns `model`, or a view of it that also outputs named layers."""
-    if model is None or not layer_names:
-        return model
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Feature losses need to read the {role}'s layers, but the {role} "
-            f"{model.name!r} is a subclassed model without a layer graph. Build "
-            "it as a Sequential or functional model with an Input layer."
-        )
-    available = [layer.name for layer in model.layers]
-    features = []
-    for name in layer_names:
-        if name not in available:
-            raise ValueError(
-                f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
-            )
-        features.append(model.get_layer(name).output)
-    return keras.Model(model.input, [*model.outputs, *features], name=f"{model.name}_features")
-
-
-def _build_adapters(feature_losses, teacher_view, student_view, output_count) -> list:
-    if not feature_losses:
-        return []
-    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[output_count:]]
-    student_shapes = [tuple(t.shape) for t in student_view.outputs[output_count:]]
-    adapters, position = [], 0
-    for loss in feature_losses:
-        count = len(loss.teacher_layers)
-        made = loss.make_adapters(
-            teacher_shapes[position : position + count],
-            student_shapes[position : position + count],
-        )
-        for adapter, shape in zip(made, student_shapes[position : position + count]):
-            if adapter is not None and not adapter.built:
-                adapter.build(shape)
-        adapters.extend(made)
-        position += count
-    return adapters
 
 
 def _contains(items, item) -> bool:
