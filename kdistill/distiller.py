@@ -11,7 +11,16 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-from kdistill import backend, inputs, offline, outputs, pairing, trackers, validation
+from kdistill import (
+    backend,
+    inputs,
+    objective,
+    outputs,
+    pairing,
+    targets,
+    trackers,
+    validation,
+)
 from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
@@ -288,41 +297,13 @@ class Distiller(keras.Model):
 
     # -- objective ---------------------------------------------------------
 
-    def _hard_loss_per_sample(self, y, predictions):
-        """The hard-label loss per sample, summed over the student's outputs."""
-        total = None
-        labels = self._flat_labels(y) if len(predictions) > 1 else [y]
-        for name, loss, y_true, y_pred in zip(
-            self._output_names, self._student_losses, labels, predictions
-        ):
-            if loss is None:
-                continue
-            if y_true is None:
-                raise ValueError(
-                    f"Invalid value for argument `y`: no labels for the output "
-                    f"{name!r}, which the compiled loss trains. Add its labels, "
-                    "or compile with None as its loss."
-                )
-            per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
-            values = tf.cast(per_sample(y_true, y_pred), tf.float32)
-            if values.shape.rank and values.shape.rank > 1:
-                values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-            total = values if total is None else total + values
-        return total
-
-    def _flat_labels(self, y) -> list:
-        """The labels of a student with several outputs, in output order
-        (None for an output a dict of labels leaves out)."""
-        if y is None:
-            return [None] * len(self._output_names)
-        if isinstance(y, dict):
-            outputs.check_distinct(self._output_names, "y")
-            return [y.get(name) for name in self._output_names]
-        return outputs.flat(y)
-
     def _distillation_terms(
-        self, y, teacher_out, teacher_feats, student_predictions, student_feats
+        self, y, labels, teacher_out, teacher_feats, student_predictions, student_feats
     ):
+        """The distillation losses per sample, one tensor per loss.
+
+        `y` is the batch's labels as given, `labels` the same per output.
+        """
         student_logits = [
             outputs.as_logits(s, p)
             for s, p in zip(student_predictions, self._student_returns_probabilities)
@@ -335,7 +316,7 @@ class Distiller(keras.Model):
                 validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
             if self._track_teacher_agreement:
                 self._update_agreement(teacher_logits[0], student_logits[0])
-            y = self._flat_labels(y)
+            y = labels
 
             def target(loss):
                 return teacher_logits
@@ -398,32 +379,26 @@ class Distiller(keras.Model):
         """
         teacher_out, teacher_feats = teacher
         y_pred, predictions, student_feats = self._run_student(x, training=training)
+        labels = [y] if len(predictions) == 1 else targets.per_output(y, self._output_names)
         batch = tf.shape(predictions[0])[0]
         local_batch = tf.cast(batch, tf.float32)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if sample_weight is not None:
-            weights = tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+        weights = objective.sample_weights(sample_weight, batch)
 
-        def mean(values):  # sample-weighted mean over the local batch
-            if sample_weight is not None:
-                values = values * weights
-            return tf.reduce_sum(values) / local_batch
+        def mean(values):
+            return objective.batch_mean(values, weights, local_batch)
 
-        alpha = self.alpha
-        terms = self._distillation_terms(y, teacher_out, teacher_feats, predictions, student_feats)
-        distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
-        distill_mean = mean(distill)
-        if any(l is not None for l in self._student_losses):
-            hard_mean = mean(self._hard_loss_per_sample(y, predictions))
-        else:
-            hard_mean = tf.zeros((), tf.float32)
-        # The objective is linear in the per-sample terms: mix the means.
-        total = alpha * hard_mean + (1.0 - alpha) * distill_mean
+        terms = self._distillation_terms(
+            y, labels, teacher_out, teacher_feats, predictions, student_feats
+        )
+        distill_mean = mean(objective.weighted_sum(self.distillation_loss_weights, terms))
+        hard = objective.hard_loss_per_sample(
+            self._student_losses, labels, predictions, self._output_names
+        )
+        hard_mean = mean(hard) if hard is not None else tf.zeros((), tf.float32)
         regularization = self.student.losses + [
             l for a in self.adapters if a is not None for l in a.losses
         ]
-        if regularization:
-            total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+        total = objective.mix(self.alpha, hard_mean, distill_mean, regularization)
         logs = {
             "total": total,
             "student": hard_mean,
@@ -431,9 +406,8 @@ class Distiller(keras.Model):
             "terms": [mean(t) for t in terms] if self._term_names else [],
             "batch": local_batch,
         }
-        if replicas > 1:  # each replica's share of the global-batch mean
-            total = total / replicas
-        return total, y_pred, logs
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return objective.replica_share(total, replicas), y_pred, logs
 
     def _update_trackers(self, logs):
         values = [logs["total"], logs["student"], logs["distillation"], *logs["terms"]]
@@ -448,7 +422,7 @@ class Distiller(keras.Model):
         activation is kept for it.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y, cached, sample_weight = offline.split_targets(y, sample_weight)
+        y, cached, sample_weight = targets.split(y, sample_weight)
         if cached is None and self.teacher is None:
             raise ValueError(
                 "This Distiller has teacher=None, so each batch must carry the "
@@ -521,7 +495,7 @@ class Distiller(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        y, _, sample_weight = offline.split_targets(y, sample_weight)
+        # `y` and `sample_weight` come from `_unpack`, already split.
         if isinstance(y, dict) and isinstance(y_pred, dict):
             # Outputs without labels (trained on the teacher alone) have no metrics.
             y_pred = {name: value for name, value in y_pred.items() if name in y}

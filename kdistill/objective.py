@@ -1,0 +1,126 @@
+"""The per-sample distillation objective, as pure functions of tensors.
+
+A `Distiller` step computes, for each replica::
+
+    total = alpha * mean(hard) + (1 - alpha) * mean(sum_i w_i * term_i)
+            + regularization
+
+where `hard` is the hard-label loss per sample (summed over the student's
+outputs), `term_i` the i-th distillation loss per sample, and `mean` the
+sample-weighted sum divided by the local batch size. Each replica then takes
+its share, `total / replicas`, so `tf.distribute` sums the shares to the mean
+over the global batch. The objective is linear in the per-sample terms, so
+mixing the means equals the mean of the mixed terms.
+
+Every function here takes tensors and returns tensors; none reads a model, so
+each can be checked by hand without `fit`.
+"""
+
+from __future__ import annotations
+
+from kdistill.backend import keras, tf
+
+
+def hard_loss_per_sample(losses, labels, predictions, output_names):
+    """Returns the hard-label loss per sample, summed over the outputs.
+
+    Args:
+        losses: One compiled loss per output (a `keras.losses.Loss`, a
+            function `(y_true, y_pred) -> values`, or None for an output
+            trained on the teacher alone).
+        labels: One label tensor per output (None where there are none).
+        predictions: The student's outputs, one per output.
+        output_names: The output names, for the error message.
+
+    Returns:
+        A float32 tensor of shape (batch,), or None when no output has a loss.
+        Losses with more than one value per sample are averaged over the
+        extra axes.
+
+    Example:
+        >>> ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        >>> hard_loss_per_sample([ce], [y], [logits], ["output"])  # (batch,)
+    """
+    total = None
+    for name, loss, y_true, y_pred in zip(output_names, losses, labels, predictions):
+        if loss is None:
+            continue
+        if y_true is None:
+            raise ValueError(
+                f"Invalid value for argument `y`: no labels for the output "
+                f"{name!r}, which the compiled loss trains. Add its labels, "
+                "or compile with None as its loss."
+            )
+        per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
+        values = tf.cast(per_sample(y_true, y_pred), tf.float32)
+        if values.shape.rank and values.shape.rank > 1:
+            values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+        total = values if total is None else total + values
+    return total
+
+
+def sample_weights(sample_weight, batch):
+    """Returns the sample weights as a float32 vector (batch,), or None.
+
+    Keras may give weights as (batch,) or (batch, 1); the first column is kept.
+    """
+    if sample_weight is None:
+        return None
+    return tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+
+
+def batch_mean(values, weights, local_batch):
+    """Returns the sample-weighted mean of per-sample `values` over the batch.
+
+    The weighted sum is divided by the number of samples, not by the sum of
+    the weights, as Keras does: a weight of 0 removes a sample's loss without
+    raising the others'.
+
+    Args:
+        values: Per-sample losses, shape (batch,).
+        weights: From `sample_weights`, or None (all 1).
+        local_batch: The replica's batch size as a float32 scalar.
+
+    Example:
+        >>> batch_mean(tf.constant([2.0, 4.0]), tf.constant([1.0, 3.0]), 2.0)
+        7.0  # (2 * 1 + 4 * 3) / 2
+    """
+    if weights is not None:
+        values = values * weights
+    return tf.reduce_sum(values) / local_batch
+
+
+def weighted_sum(weights, terms):
+    """Returns sum_i(weights[i] * terms[i]): the distillation loss per sample."""
+    return tf.add_n([w * t for w, t in zip(weights, terms)])
+
+
+def mix(alpha, hard, distillation, regularization=()):
+    """Returns alpha * hard + (1 - alpha) * distillation + sum(regularization).
+
+    Args:
+        alpha: Weight of the hard-label loss (a number or a scalar variable).
+        hard: The hard-label loss (a mean, or per sample).
+        distillation: The distillation loss, in the same form.
+        regularization: Scalar losses added as they are (the student's and
+            the adapters' `losses`).
+
+    Example:
+        >>> mix(0.25, 2.0, 6.0)  # 0.25 * 2 + 0.75 * 6
+        5.0
+    """
+    total = alpha * hard + (1.0 - alpha) * distillation
+    if regularization:
+        total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+    return total
+
+
+def replica_share(total, replicas: int):
+    """Returns this replica's share of the global-batch mean, `total / replicas`.
+
+    Each replica's loss is a mean over its local batch; `tf.distribute` sums
+    the replicas' gradients, so each contributes 1 / replicas of the mean.
+    """
+    if replicas > 1:
+        return total / replicas
+    return total
