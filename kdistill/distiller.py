@@ -11,6 +11,8 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
+import copy
+
 from kdistill import (
     backend,
     inputs,
@@ -523,7 +525,8 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # Deserializing a model consumes parts of its config: keep the caller's.
+        config = copy.deepcopy(config)
         deserialize = keras.saving.deserialize_keras_object
         teacher = config.get("teacher")
         if isinstance(teacher, list):

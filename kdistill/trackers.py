@@ -13,9 +13,10 @@ The `Distiller` keeps its teacher-agreement values (`teacher_agreement`,
 
 from __future__ import annotations
 
-from kdistill.backend import keras, tf
+from kdistill.backend import keras, register_serializable, tf
 
 
+@register_serializable
 class LossMeans(keras.metrics.Metric):
     """Weighted running means of several scalar losses sharing one weight.
 

@@ -35,12 +35,6 @@ def test_updates_inside_a_compiled_function_accumulate():
     np.testing.assert_allclose(means.sums.numpy(), [18.0, 6.0])
 
 
-def test_config_round_trips():
-    means = LossMeans(["loss", "kd"], name="tracked")
-    clone = LossMeans.from_config(means.get_config())
-    assert clone.names == ("loss", "kd") and clone.name == "tracked"
-
-
 @pytest.mark.parametrize("names", [[], ["loss", "loss"]])
 def test_names_must_be_distinct_and_present(names):
     with pytest.raises(ValueError, match="`names`"):
