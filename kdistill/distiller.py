@@ -23,7 +23,6 @@ from kdistill import (
     trackers,
     validation,
 )
-from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
 # What a training step may return to `fit`'s per-batch callbacks (see `compile`).
@@ -90,14 +89,14 @@ class Distiller(keras.Model):
         self.student = student
         self.teacher_weights = pairing.teacher_weights(teacher_weights, len(teachers))
 
-        self.distillation_losses = _as_loss_list(distillation_loss)
+        self.distillation_losses = objective.distillation_losses(distillation_loss)
         self._output_names = outputs.names(student)
         self._student_outputs = outputs.structure(student)
         pairing.bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
-                _loss_weights(distillation_loss_weights, len(self.distillation_losses))
+                objective.loss_weights(distillation_loss_weights, len(self.distillation_losses))
             )
         ]
         self.alpha = backend.scalar_variable(
@@ -120,7 +119,9 @@ class Distiller(keras.Model):
         # variable updates per loss to every step. Named "loss" so that
         # `evaluate(return_dict=False)` still lists the total loss first.
         self._term_names = (
-            _term_names(self.distillation_losses) if len(self.distillation_losses) > 1 else []
+            objective.term_names(self.distillation_losses)
+            if len(self.distillation_losses) > 1
+            else []
         )
         self.loss_means = trackers.LossMeans(
             ["loss", "student_loss", "distillation_loss", *self._term_names], name="loss"
@@ -202,7 +203,7 @@ class Distiller(keras.Model):
                 "compiled metrics each step; every loss still in the epoch logs)."
             )
         self.step_logs = step_logs
-        student_losses = _student_losses(loss, self._output_names)
+        student_losses = objective.hard_losses(loss, self._output_names)
         if float(self.alpha.numpy()) > 0 and all(l is None for l in student_losses):
             raise ValueError(
                 "Invalid value for argument `loss`: the student's hard-label "
@@ -263,40 +264,6 @@ class Distiller(keras.Model):
     def call(self, inputs, training=None):
         return self.student(inputs, training=training)
 
-    def _run_student(self, x, training):
-        """Returns (y_pred in the student's output structure, its outputs as
-        a flat list, the student's features)."""
-        values = outputs.flat(self._student_view(x, training=training))
-        count = len(self._output_names)
-        validation.check_output_count(values, count + len(self.adapters), "student")
-        predictions = values[:count]
-        if count == 1:
-            return predictions[0], predictions, values[1:]
-        y_pred = tf.nest.pack_sequence_as(self._student_outputs, predictions)
-        return y_pred, predictions, values[count:]
-
-    def _run_teacher(self, x):
-        """Returns (teacher logits, teacher features). The logits are a
-        tensor for one output, a list for several; an ensemble's are stacked
-        on axis 1: (batch, teachers, classes)."""
-        teachers = self.teachers
-        count = len(self._output_names)
-        if len(teachers) == 1:
-            values = [
-                tf.stop_gradient(v) for v in outputs.flat(self._teacher_view(x, training=False))
-            ]
-            validation.check_output_count(values, count + len(self.adapters), "teacher")
-            logits = [
-                outputs.as_logits(v, p)
-                for v, p in zip(values[:count], self._teachers_return_probabilities[0])
-            ]
-            return (logits[0] if count == 1 else logits), values[count:]
-        logits = [
-            outputs.as_logits(tf.stop_gradient(t(x, training=False)), p[0])
-            for t, p in zip(teachers, self._teachers_return_probabilities)
-        ]
-        return tf.stack(logits, axis=1), []
-
     # -- objective ---------------------------------------------------------
 
     def _distillation_terms(
@@ -310,67 +277,23 @@ class Distiller(keras.Model):
             outputs.as_logits(s, p)
             for s, p in zip(student_predictions, self._student_returns_probabilities)
         ]
-        if len(student_logits) == 1:
-            target, student_logits = self._output_targets(teacher_out, student_logits[0])
-        else:  # one teacher; PerOutput losses take the outputs as lists
-            teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_out)]
-            for name, t, s in zip(self._output_names, teacher_logits, student_logits):
-                validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
-            if self._track_teacher_agreement:
-                self._update_agreement(teacher_logits[0], student_logits[0])
-            y = labels
-
-            def target(loss):
-                return teacher_logits
-
-        pairs = iter(
-            pairing.feature_pairs(
-                self.distillation_losses, self.adapters, teacher_feats, student_feats
-            )
+        several = len(student_logits) > 1  # PerOutput losses take lists
+        target, reference = pairing.teacher_targets(
+            teacher_out, student_logits, self._output_names, self.teacher_weights
         )
-        terms = []
-        for loss in self.distillation_losses:
-            if loss.uses_features:
-                terms.append(loss.per_sample(*next(pairs)))
-            elif loss.needs_labels:
-                terms.append(loss.per_sample(target(loss), student_logits, y))
-            else:
-                terms.append(loss.per_sample(target(loss), student_logits))
-        return terms
-
-    def _output_targets(self, teacher_out, student_logits):
-        """For one output: returns (loss -> its target logits, student logits),
-        and updates teacher agreement when it is tracked."""
-        teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
-        ensemble = teacher_logits.shape.rank == student_logits.shape.rank + 1
-        shape = teacher_logits.shape
-        if ensemble:
-            shape = shape[:1] + shape[2:]
-            weights = list(self.teacher_weights) or pairing.teacher_weights(
-                None, teacher_logits.shape[1]
-            )
-        validation.check_same_shape(shape, student_logits.shape, "outputs")
-
-        def target(loss):
-            if ensemble:
-                return loss.combine_teachers(teacher_logits, weights)
-            return teacher_logits
-
         if self._track_teacher_agreement:
-            reference = teacher_logits
-            if ensemble:
-                reference = losses_lib.average_distribution_logits(teacher_logits, weights, 1.0)
-            self._update_agreement(reference, student_logits)
-        return target, student_logits
-
-    def _update_agreement(self, teacher_logits, student_logits):
-        batch = tf.cast(tf.shape(student_logits)[0], tf.float32)
-        match = tf.cast(
-            tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
+            batch = tf.cast(tf.shape(student_logits[0])[0], tf.float32)
+            values = trackers.agreement(reference(), student_logits[0])
+            self.agreement_means.update_state(values, sample_weight=batch)
+        pairs = pairing.feature_pairs(
+            self.distillation_losses, self.adapters, teacher_feats, student_feats
         )
-        kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
-        self.agreement_means.update_state(
-            [tf.reduce_mean(match), tf.reduce_mean(kl)], sample_weight=batch
+        return objective.distillation_terms(
+            self.distillation_losses,
+            target,
+            student_logits if several else student_logits[0],
+            labels if several else y,
+            pairs,
         )
 
     def _objective(self, x, y, teacher, sample_weight, training):
@@ -380,7 +303,14 @@ class Distiller(keras.Model):
             teacher: (teacher outputs, teacher features) for the batch.
         """
         teacher_out, teacher_feats = teacher
-        y_pred, predictions, student_feats = self._run_student(x, training=training)
+        y_pred, predictions, student_feats = pairing.run_student(
+            self._student_view,
+            self._student_outputs,
+            len(self._output_names),
+            len(self.adapters),
+            x,
+            training,
+        )
         labels = [y] if len(predictions) == 1 else targets.per_output(y, self._output_names)
         batch = tf.shape(predictions[0])[0]
         local_batch = tf.cast(batch, tf.float32)
@@ -434,7 +364,16 @@ class Distiller(keras.Model):
             )
         if cached is not None and any(l.uses_features for l in self.distillation_losses):
             cached = None  # feature losses need the online teacher pass anyway
-        teacher = self._run_teacher(x) if cached is None else (cached, [])
+        teacher = (cached, [])
+        if cached is None:
+            teacher = pairing.run_teacher(
+                self.teachers,
+                self._teacher_view,
+                self._teachers_return_probabilities,
+                len(self._output_names),
+                len(self.adapters),
+                x,
+            )
         return x, y, sample_weight, teacher
 
     def train_step(self, data):
@@ -565,67 +504,6 @@ def _model_config(model) -> dict:
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
     return config
-
-
-def _as_loss_list(distillation_loss) -> list:
-    if distillation_loss is None:
-        return [losses_lib.SoftTargetKD()]
-    items = (
-        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
-    )
-    if not items:
-        raise ValueError(
-            "Invalid value for argument `distillation_loss`: the list is empty. "
-            "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
-        )
-    return [losses_lib.get(item) for item in items]
-
-
-def _student_losses(loss, output_names) -> list:
-    """The compiled hard-label loss as one resolved loss (or None) per output."""
-    count = len(output_names)
-    if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
-        loss = loss[0]
-    if isinstance(loss, dict) and count == 1 and len(loss) == 1:
-        loss = next(iter(loss.values()))
-    if loss is None:
-        return [None] * count
-    if count == 1:
-        return [keras.losses.get(loss)]
-    if isinstance(loss, dict):
-        chosen = outputs.by_name(loss, output_names, "loss")
-    elif isinstance(loss, (list, tuple)) and len(loss) == count:
-        chosen = list(loss)
-    else:
-        raise ValueError(
-            f"Invalid value for argument `loss`: the student has {count} outputs "
-            f"({', '.join(output_names)}), so pass a list with one loss per output, "
-            "in that order, or a dict keyed by output name (None, or a name left "
-            f"out, trains that output on the teacher alone). Received: loss={loss!r}"
-        )
-    return [keras.losses.get(l) if l is not None else None for l in chosen]
-
-
-def _loss_weights(weights, count) -> list:
-    if weights is None:
-        return [1.0] * count
-    weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
-    if len(weights) != count:
-        raise ValueError(
-            "Invalid value for argument `distillation_loss_weights`: expected "
-            f"one weight per distillation loss ({count}), received "
-            f"{len(weights)}: {weights}."
-        )
-    return [validation.check_non_negative(w, "distillation_loss_weights") for w in weights]
-
-
-def _term_names(losses) -> list:
-    names, seen = [], {}
-    for loss in losses:
-        base = loss.registry_name
-        seen[base] = seen.get(base, 0) + 1
-        names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
-    return names
 
 
 def _contains(items, item) -> bool:

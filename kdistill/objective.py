@@ -12,13 +12,132 @@ its share, `total / replicas`, so `tf.distribute` sums the shares to the mean
 over the global batch. The objective is linear in the per-sample terms, so
 mixing the means equals the mean of the mixed terms.
 
-Every function here takes tensors and returns tensors; none reads a model, so
-each can be checked by hand without `fit`.
+The first functions here resolve the objective's parts from the arguments a
+`Distiller` takes (its distillation losses, their weights and log names, the
+compiled hard-label loss per output); the others take tensors and return
+tensors and read no model, so each can be checked by hand without `fit`.
 """
 
 from __future__ import annotations
 
+from kdistill import losses as losses_lib
+from kdistill import outputs, validation
 from kdistill.backend import keras, tf
+
+
+def distillation_losses(distillation_loss) -> list:
+    """Returns the distillation losses as a list of `DistillationLoss` objects.
+
+    Args:
+        distillation_loss: A loss, a registry name, a list of them, or None
+            (`SoftTargetKD()`).
+
+    Example:
+        >>> distillation_losses(["soft_target", "logit_mse"])
+        [<SoftTargetKD ...>, <LogitMSE ...>]
+    """
+    if distillation_loss is None:
+        return [losses_lib.SoftTargetKD()]
+    items = (
+        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    )
+    if not items:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss`: the list is empty. "
+            "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
+        )
+    return [losses_lib.get(item) for item in items]
+
+
+def loss_weights(weights, count: int) -> list:
+    """Returns one non-negative weight per distillation loss (default 1.0 each).
+
+    Args:
+        weights: A number, a list of numbers, or None.
+        count: How many distillation losses there are.
+    """
+    if weights is None:
+        return [1.0] * count
+    weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+    if len(weights) != count:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss_weights`: expected "
+            f"one weight per distillation loss ({count}), received "
+            f"{len(weights)}: {weights}."
+        )
+    return [validation.check_non_negative(w, "distillation_loss_weights") for w in weights]
+
+
+def term_names(losses) -> list:
+    """Returns the log name of each distillation loss's term.
+
+    Example:
+        >>> term_names([SoftTargetKD(), LogitMSE(), SoftTargetKD(2.0)])
+        ['soft_target_loss', 'logit_mse_loss', 'soft_target_1_loss']
+    """
+    names, seen = [], {}
+    for loss in losses:
+        base = loss.registry_name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
+    return names
+
+
+def hard_losses(loss, output_names) -> list:
+    """Returns the compiled hard-label loss as one resolved loss (or None) per output.
+
+    Args:
+        loss: What `compile` got as `loss`: one loss (or its name) for one
+            output; for several, a list in output order or a dict keyed by
+            output name (None, or a name left out: no hard-label loss).
+        output_names: The student's output names (`kdistill.outputs.names`).
+    """
+    count = len(output_names)
+    if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, dict) and count == 1 and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None:
+        return [None] * count
+    if count == 1:
+        return [keras.losses.get(loss)]
+    if isinstance(loss, dict):
+        chosen = outputs.by_name(loss, output_names, "loss")
+    elif isinstance(loss, (list, tuple)) and len(loss) == count:
+        chosen = list(loss)
+    else:
+        raise ValueError(
+            f"Invalid value for argument `loss`: the student has {count} outputs "
+            f"({', '.join(output_names)}), so pass a list with one loss per output, "
+            "in that order, or a dict keyed by output name (None, or a name left "
+            f"out, trains that output on the teacher alone). Received: loss={loss!r}"
+        )
+    return [keras.losses.get(l) if l is not None else None for l in chosen]
+
+
+def distillation_terms(losses, target, student_logits, labels, feature_pairs) -> list:
+    """Returns each distillation loss per sample, in the order of `losses`.
+
+    Args:
+        losses: The distillation losses.
+        target: `target(loss)` gives the teacher logits `loss` compares
+            the student with (`kdistill.pairing.teacher_targets`).
+        student_logits: The student's logits: a tensor, or a list for a
+            student with several outputs.
+        labels: The labels, in the same structure, for losses that need them.
+        feature_pairs: (teacher, student) features for each feature loss, in
+            order (`kdistill.pairing.feature_pairs`).
+    """
+    pairs = iter(feature_pairs)
+    terms = []
+    for loss in losses:
+        if loss.uses_features:
+            terms.append(loss.per_sample(*next(pairs)))
+        elif loss.needs_labels:
+            terms.append(loss.per_sample(target(loss), student_logits, labels))
+        else:
+            terms.append(loss.per_sample(target(loss), student_logits))
+    return terms
 
 
 def hard_loss_per_sample(losses, labels, predictions, output_names):

@@ -12,8 +12,8 @@ and a student fit together at all live in `kdistill.validation`
 from __future__ import annotations
 
 from kdistill import losses as losses_lib
-from kdistill import validation
-from kdistill.backend import keras
+from kdistill import outputs, validation
+from kdistill.backend import keras, tf
 
 
 def as_teacher_list(teacher) -> list:
@@ -222,3 +222,100 @@ def feature_pairs(losses, adapters, teacher_features, student_features) -> list:
         pairs.append((teacher_features[position:end], student))
         position = end
     return pairs
+
+
+def teacher_targets(teacher_outputs, student_logits: list, output_names, weights: list):
+    """Returns what each logit loss compares the student with, and the
+    teacher logits that teacher agreement is measured against.
+
+    Args:
+        teacher_outputs: The teacher's logits (online or cached): a tensor
+            for one output, a list for several; an ensemble's stacked on
+            axis 1, (batch, teachers, classes).
+        student_logits: The student's logits, one tensor per output.
+        output_names: The student's output names, for messages.
+        weights: The ensemble's teacher weights (`teacher_weights`); [] for
+            equal weights.
+
+    Returns:
+        ``(target, reference)``: `target(loss)` gives the teacher logits for
+        `loss` (an ensemble combined as the loss combines teachers; a list
+        for several outputs), and `reference()` the teacher logits of the
+        first output (an ensemble's averaged distribution at temperature 1).
+
+    Raises:
+        ValueError: Teacher and student outputs differ in shape.
+    """
+    if len(student_logits) > 1:
+        teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_outputs)]
+        for name, t, s in zip(output_names, teacher_logits, student_logits):
+            validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
+        return (lambda loss: teacher_logits), (lambda: teacher_logits[0])
+    teacher_logits = tf.cast(teacher_outputs, tf.float32)
+    ensemble = teacher_logits.shape.rank == student_logits[0].shape.rank + 1
+    shape = teacher_logits.shape
+    if not ensemble:
+        validation.check_same_shape(shape, student_logits[0].shape, "outputs")
+        return (lambda loss: teacher_logits), (lambda: teacher_logits)
+    validation.check_same_shape(shape[:1] + shape[2:], student_logits[0].shape, "outputs")
+    weights = list(weights) or teacher_weights(None, teacher_logits.shape[1])
+    return (
+        lambda loss: loss.combine_teachers(teacher_logits, weights),
+        lambda: losses_lib.average_distribution_logits(teacher_logits, weights, 1.0),
+    )
+
+
+def run_student(view, structure, output_count: int, feature_count: int, x, training):
+    """Runs the student's feature view once.
+
+    Args:
+        view: The student's feature view (`feature_views`).
+        structure: The student's output structure (`kdistill.outputs.structure`),
+            to pack several outputs as the student returns them.
+        output_count: How many outputs the student has.
+        feature_count: How many features the view returns after the outputs.
+        x: The batch's inputs.
+        training: Whether the student runs in training mode.
+
+    Returns:
+        ``(y_pred, predictions, features)``: the outputs in the student's
+        structure, the same as a flat list, and the features.
+    """
+    values = outputs.flat(view(x, training=training))
+    validation.check_output_count(values, output_count + feature_count, "student")
+    predictions = values[:output_count]
+    if output_count == 1:
+        return predictions[0], predictions, values[1:]
+    y_pred = tf.nest.pack_sequence_as(structure, predictions)
+    return y_pred, predictions, values[output_count:]
+
+
+def run_teacher(teachers: list, view, probabilities: list, output_count: int, feature_count, x):
+    """Runs the teacher (or each teacher of an ensemble) once, in inference mode.
+
+    Call it outside the gradient tape: no activation is kept, and the
+    results are wrapped in `stop_gradient`.
+
+    Args:
+        teachers: The teachers (`as_teacher_list`), at least one.
+        view: The single teacher's feature view (`feature_views`).
+        probabilities: Per teacher, `kdistill.outputs.probability_outputs`.
+        output_count: How many outputs the student (and teacher) has.
+        feature_count: How many features the view returns after the outputs.
+        x: The batch's inputs.
+
+    Returns:
+        ``(logits, features)``: the logits are a tensor for one output, a
+        list for several; an ensemble's are stacked on axis 1,
+        (batch, teachers, classes), and it has no features.
+    """
+    if len(teachers) == 1:
+        values = [tf.stop_gradient(v) for v in outputs.flat(view(x, training=False))]
+        validation.check_output_count(values, output_count + feature_count, "teacher")
+        logits = [outputs.as_logits(v, p) for v, p in zip(values[:output_count], probabilities[0])]
+        return (logits[0] if output_count == 1 else logits), values[output_count:]
+    logits = [
+        outputs.as_logits(tf.stop_gradient(t(x, training=False)), p[0])
+        for t, p in zip(teachers, probabilities)
+    ]
+    return tf.stack(logits, axis=1), []

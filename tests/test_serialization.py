@@ -4,7 +4,8 @@ import pytest
 from conftest import make_distiller, tiny_mlp, two_head_pair
 from roundtrip import assert_round_trips
 
-from kdistill import Distiller, losses
+from kdistill import Distiller, backend, losses
+from kdistill.backend import keras
 from kdistill.trackers import LossMeans
 
 # Constructor arguments for the registered losses that need some; the others
@@ -66,3 +67,13 @@ def test_loss_means_round_trip_keeps_names_and_name():
 )
 def test_distiller_round_trips_through_config_and_keras_file(build, tmp_path):
     assert_round_trips(build(), tmp_path)
+
+
+@pytest.mark.skipif(backend.LEGACY_KERAS, reason="tf_keras prunes with tfmot's own wrappers")
+def test_masked_layer_round_trips_with_its_schedule():
+    from kdistill.compression.keras3_pruning import MaskedLayer
+    from kdistill.compression.schedule import PruningSchedule
+
+    schedule = PruningSchedule(0.5, begin_step=2, end_step=20, frequency=4)
+    clone = assert_round_trips(MaskedLayer(keras.layers.Dense(3, name="dense"), schedule))
+    assert clone.schedule == schedule
