@@ -253,6 +253,7 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
+        """The loss means (and agreement while tracked), then compiled metrics."""
         mine = [self.loss_means, self.agreement_means]
         own = mine if self._track_teacher_agreement else mine[:1]
         # Keras 3 adds its own "loss" tracker, which this step does not feed.
@@ -262,6 +263,7 @@ class Distiller(keras.Model):
     # -- forward passes ----------------------------------------------------
 
     def call(self, inputs, training=None):
+        """Runs the student only."""
         return self.student(inputs, training=training)
 
     # -- objective ---------------------------------------------------------
@@ -377,6 +379,7 @@ class Distiller(keras.Model):
         return x, y, sample_weight, teacher
 
     def train_step(self, data):
+        """One step: targets, teacher (outside the tape), student and objective."""
         x, y, sample_weight, teacher = self._unpack(data)
         with tf.GradientTape() as tape:
             loss, y_pred, logs = self._objective(x, y, teacher, sample_weight, True)
@@ -390,6 +393,7 @@ class Distiller(keras.Model):
         return backend.step_logs(step_logs)
 
     def test_step(self, data):
+        """The training step's objective and metrics, without an update."""
         x, y, sample_weight, teacher = self._unpack(data)
         _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
         self._update_trackers(logs)
@@ -436,7 +440,7 @@ class Distiller(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        # `y` and `sample_weight` come from `_unpack`, already split.
+        """Compiled metrics on labels already split from cached outputs."""
         if isinstance(y, dict) and isinstance(y_pred, dict):
             # Outputs without labels (trained on the teacher alone) have no metrics.
             y_pred = {name: value for name, value in y_pred.items() if name in y}
@@ -445,6 +449,7 @@ class Distiller(keras.Model):
     # -- serialization -----------------------------------------------------
 
     def get_config(self):
+        """Models, losses, alpha and weights: all `from_config` needs."""
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
@@ -464,6 +469,7 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
+        """Builds a Distiller from `get_config`'s dict (left unchanged)."""
         # Deserializing a model consumes parts of its config: keep the caller's.
         config = copy.deepcopy(config)
         deserialize = keras.saving.deserialize_keras_object
