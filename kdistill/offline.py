@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdistill import outputs, targets
+from kdistill import outputs, targets, validation
 from kdistill.backend import keras, tf
 
 
@@ -83,11 +83,7 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
 
     if isinstance(data, tf.data.Dataset):
         return _cache_dataset(run, data)
-    if batch_size <= 0:
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive "
-            f"integer. Received: batch_size={batch_size}"
-        )
+    validation.check_integer(batch_size, "batch_size", minimum=1)
     first = tf.nest.flatten(data)[0]
     n = len(first)
     if n == 0:

@@ -119,3 +119,12 @@ def test_dict_heads_mixing_softmax_and_logits_are_each_cached_as_logits():
     predicted = teacher(x)
     np.testing.assert_allclose(cached_alpha, predicted["alpha"], rtol=1e-6)
     np.testing.assert_allclose(cached_zeta, np.log(predicted["zeta"]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [0, 2.5])
+def test_caching_with_a_batch_size_that_is_not_a_positive_integer_is_refused(batch_size):
+    x, _ = toy_data(n=8)
+    with pytest.raises(
+        ValueError, match=rf"Expected an integer >= 1. Received: batch_size={batch_size}"
+    ):
+        cache_teacher_outputs(tiny_mlp(name="teacher"), x, batch_size=batch_size)
