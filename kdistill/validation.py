@@ -179,19 +179,20 @@ def check_separate_models(teacher, student) -> None:
     """
     if teacher is student:
         raise ValueError(
-            "Invalid value for argument `student`: it is the same object as "
-            "`teacher`. Build a separate (usually smaller) student model; to "
-            "start from the teacher's weights use keras.models.clone_model and "
-            "set_weights."
+            "Invalid value for argument `student`. Expected a model separate from "
+            "`teacher`. Received: the same object as `teacher`. Build a separate "
+            "(usually smaller) student model; to start from the teacher's weights "
+            "use keras.models.clone_model and set_weights."
         )
     teacher_ids = {id(v) for v in teacher.weights}
     shared = [v.name for v in student.weights if id(v) in teacher_ids]
     if shared:
         raise ValueError(
-            "Invalid value for argument `student`: it shares layers with "
-            f"`teacher` (variables {shared[:4]}). The Distiller freezes the "
-            "teacher, which would freeze those student layers too. Give the "
-            "student its own layers (keras.models.clone_model copies a model)."
+            "Invalid value for argument `student`. Expected a model with its own "
+            "layers. Received: a model that shares layers with `teacher` (variables "
+            f"{shared[:4]}). The Distiller freezes the teacher, which would freeze "
+            "those student layers too. Give the student its own layers "
+            "(keras.models.clone_model copies a model)."
         )
 
 
@@ -222,10 +223,11 @@ def check_input_shapes(teacher, student) -> None:
         return
     if not shapes_compatible(t, s):
         raise ValueError(
-            f"Teacher and student take inputs of different shapes: teacher "
-            f"{t} and student {s}. Both models see the same batch, so give the "
-            "student the teacher's input shape (add a Reshape or Resizing "
-            "layer inside the student if it needs another)."
+            "Invalid value for argument `student`. Expected inputs of the teacher's "
+            f"shape {t}. Received: a student taking inputs of shape {s} (teacher "
+            "and student take inputs of different shapes). Both models see the "
+            "same batch, so give the student the teacher's input shape (add a "
+            "Reshape or Resizing layer inside the student if it needs another)."
         )
 
 
@@ -235,15 +237,17 @@ def check_outputs(teacher, student) -> None:
     t_names, s_names = outputs.names(teacher), outputs.names(student)
     if len(t_names) != len(s_names):
         raise ValueError(
-            f"Teacher and student have different numbers of outputs: teacher "
-            f"{len(t_names)} ({', '.join(t_names)}), student {len(s_names)} "
-            f"({', '.join(s_names)}). Outputs are matched one to one: give the "
-            "student the teacher's outputs."
+            "Invalid value for argument `student`. Expected the teacher's outputs, "
+            "matched one to one. Received: teacher and student have different "
+            f"numbers of outputs: teacher {len(t_names)} ({', '.join(t_names)}), "
+            f"student {len(s_names)} ({', '.join(s_names)}). Give the student the "
+            "teacher's outputs."
         )
     if isinstance(outputs.structure(teacher), dict) and t_names != s_names:
         raise ValueError(
-            f"Teacher and student name their outputs differently: teacher "
-            f"{t_names}, student {s_names}. Use the same keys in both models."
+            "Invalid value for argument `student`. Expected outputs keyed as the "
+            f"teacher's, {t_names}. Received: student outputs keyed {s_names}. Use "
+            "the same keys in both models."
         )
     t, s = static_shape(teacher, "outputs"), static_shape(student, "outputs")
     if t is not None and s is not None:

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from conftest import frozen_sgd, make_distiller, sparse_ce, tiny_mlp, toy_data
+from conftest import frozen_sgd, make_distiller, sparse_ce, tiny_mlp, toy_data, two_heads
 
 from kdistill import Distiller, cache_teacher_outputs, models, offline_targets, pairing
 from kdistill.backend import keras
-from kdistill.losses import HintLoss, SoftTargetKD
+from kdistill.losses import HintLoss, PerOutput, SoftTargetKD
 
 
 def test_output_shapes_that_differ_are_rejected():
@@ -148,3 +148,16 @@ def test_feature_view_returns_the_outputs_then_the_named_layers():
     logits, hidden = pairing.feature_view(model, ["mlp_hidden"], "student")(x)
     assert tuple(logits.shape) == (2, 3) and tuple(hidden.shape) == (2, 8)
     assert pairing.feature_view(model, [], "student") is model
+
+
+def test_dict_outputs_keyed_differently_are_rejected():
+    x_in = keras.Input((4,))
+    student = keras.Model(
+        x_in, {"cls": keras.layers.Dense(3)(x_in), "size": keras.layers.Dense(2)(x_in)}
+    )
+    with pytest.raises(
+        ValueError, match=r"Expected outputs keyed as the teacher's, \['box', 'cls'\]"
+    ):
+        Distiller(
+            two_heads(name="teacher", as_dict=True), student, PerOutput(["soft_target", None])
+        )
