@@ -203,15 +203,9 @@ class Distiller(keras.Model):
                 "compiled metrics each step; every loss still in the epoch logs)."
             )
         self.step_logs = step_logs
-        student_losses = objective.hard_losses(loss, self._output_names)
-        if float(self.alpha.numpy()) > 0 and all(l is None for l in student_losses):
-            raise ValueError(
-                "Invalid value for argument `loss`: the student's hard-label "
-                f"loss is required because alpha={float(self.alpha.numpy())} "
-                "> 0. Pass e.g. loss=keras.losses.SparseCategoricalCrossentropy("
-                "from_logits=True), or build the Distiller with alpha=0."
-            )
-        self._student_losses = student_losses
+        self._student_losses = objective.hard_losses(
+            loss, self._output_names, float(self.alpha.numpy())
+        )
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
@@ -453,13 +447,7 @@ class Distiller(keras.Model):
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
-            "teacher": (
-                [_model_config(t) for t in self.teacher]
-                if isinstance(self.teacher, (list, tuple))
-                else _model_config(self.teacher)
-                if self.teacher is not None
-                else None
-            ),
+            "teacher": _each_teacher(_model_config, self.teacher),
             "teacher_weights": list(self.teacher_weights) or None,
             "student": _model_config(self.student),
             "distillation_loss": [serialize(l) for l in self.distillation_losses],
@@ -473,11 +461,9 @@ class Distiller(keras.Model):
         # Deserializing a model consumes parts of its config: keep the caller's.
         config = copy.deepcopy(config)
         deserialize = keras.saving.deserialize_keras_object
-        teacher = config.get("teacher")
-        if isinstance(teacher, list):
-            config["teacher"] = [deserialize(t, custom_objects=custom_objects) for t in teacher]
-        elif teacher is not None:
-            config["teacher"] = deserialize(teacher, custom_objects=custom_objects)
+        config["teacher"] = _each_teacher(
+            lambda t: deserialize(t, custom_objects=custom_objects), config.get("teacher")
+        )
         config["student"] = deserialize(config["student"], custom_objects=custom_objects)
         config["distillation_loss"] = [
             deserialize(l, custom_objects=custom_objects) for l in config["distillation_loss"]
@@ -499,9 +485,13 @@ class Distiller(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
 
-# ---------------------------------------------------------------------------
-# Helpers: validation and model views
-# ---------------------------------------------------------------------------
+def _each_teacher(function, teacher):
+    """`function` applied to the teacher, or to each of an ensemble (None: None)."""
+    if teacher is None:
+        return None
+    if isinstance(teacher, (list, tuple)):
+        return [function(t) for t in teacher]
+    return function(teacher)
 
 
 def _model_config(model) -> dict:

@@ -83,7 +83,7 @@ def term_names(losses) -> list:
     return names
 
 
-def hard_losses(loss, output_names) -> list:
+def hard_losses(loss, output_names, alpha: float = 0.0) -> list:
     """Returns the compiled hard-label loss as one resolved loss (or None) per output.
 
     Args:
@@ -91,7 +91,20 @@ def hard_losses(loss, output_names) -> list:
             output; for several, a list in output order or a dict keyed by
             output name (None, or a name left out: no hard-label loss).
         output_names: The student's output names (`kdistill.outputs.names`).
+        alpha: The hard-label loss's weight; above 0 it needs a loss.
     """
+    chosen = _hard_losses(loss, output_names)
+    if alpha > 0 and all(l is None for l in chosen):
+        raise ValueError(
+            "Invalid value for argument `loss`: the student's hard-label "
+            f"loss is required because alpha={alpha} > 0. Pass e.g. "
+            "loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), "
+            "or build the Distiller with alpha=0."
+        )
+    return chosen
+
+
+def _hard_losses(loss, output_names) -> list:
     count = len(output_names)
     if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
         loss = loss[0]
