@@ -380,7 +380,7 @@ class Distiller(keras.Model):
             scaled = backend.scale_loss(self.optimizer, loss)
         backend.minimize(self.optimizer, tape, scaled, self.trainable_variables)
         self._update_trackers(logs)
-        step_logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        step_logs = self._student_metrics(x, y, y_pred, sample_weight)
         if self.step_logs == "loss":
             epoch_only = self._epoch_only_log_names()
             step_logs = {k: v for k, v in step_logs.items() if k not in epoch_only}
@@ -391,7 +391,7 @@ class Distiller(keras.Model):
         x, y, sample_weight, teacher = self._unpack(data)
         _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
         self._update_trackers(logs)
-        return backend.step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+        return backend.step_logs(self._student_metrics(x, y, y_pred, sample_weight))
 
     # -- epoch logs ----------------------------------------------------------
 
@@ -434,6 +434,14 @@ class Distiller(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        """Compiled metrics of the student; `y` may still pack cached outputs.
+
+        Keras 3 builds the metrics from a raw batch, before any step runs.
+        """
+        y, _, sample_weight = targets.split(y, sample_weight)
+        return self._student_metrics(x, y, y_pred, sample_weight)
+
+    def _student_metrics(self, x, y, y_pred, sample_weight):
         """Compiled metrics on labels already split from cached outputs."""
         if isinstance(y, dict) and isinstance(y_pred, dict):
             # Outputs without labels (trained on the teacher alone) have no metrics.
