@@ -11,8 +11,18 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-from kdistill import backend, inputs, offline, outputs, trackers, validation
-from kdistill import losses as losses_lib
+import copy
+
+from kdistill import (
+    backend,
+    inputs,
+    objective,
+    outputs,
+    pairing,
+    targets,
+    trackers,
+    validation,
+)
 from kdistill.backend import keras, tf
 
 # What a training step may return to `fit`'s per-batch callbacks (see `compile`).
@@ -69,48 +79,38 @@ class Distiller(keras.Model):
     ):
         super().__init__(name=name, **kwargs)
         validation.check_model(student, "student")
-        teachers = _as_teacher_list(teacher)
+        teachers = pairing.as_teacher_list(teacher)
         for i, model in enumerate(teachers):
             argument = "teacher" if len(teachers) == 1 else f"teacher[{i}]"
             validation.check_model(model, argument)
-            _check_separate_models(model, student)
-            _check_input_shapes(model, student)
-            _check_outputs(model, student)
+            validation.check_pair(model, student)
             model.trainable = False
         self.teacher = teacher
         self.student = student
-        self.teacher_weights = _teacher_weights(teacher_weights, len(teachers))
+        self.teacher_weights = pairing.teacher_weights(teacher_weights, len(teachers))
 
-        self.distillation_losses = _as_loss_list(distillation_loss)
+        self.distillation_losses = objective.distillation_losses(distillation_loss)
         self._output_names = outputs.names(student)
         self._student_outputs = outputs.structure(student)
-        _bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
+        pairing.bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
-                _loss_weights(distillation_loss_weights, len(self.distillation_losses))
+                objective.loss_weights(distillation_loss_weights, len(self.distillation_losses))
             )
         ]
         self.alpha = backend.scalar_variable(
             validation.check_unit_interval(alpha, "alpha"), "alpha"
         )
 
-        feature_losses = [l for l in self.distillation_losses if l.uses_features]
-        if feature_losses and len(teachers) != 1:
-            raise ValueError(
-                "Feature losses ("
-                + ", ".join(type(l).__name__ for l in feature_losses)
-                + ") read one teacher's intermediate layers, so they need a "
-                "single `teacher` model"
-                + (" instead of teacher=None." if not teachers else ", not an ensemble.")
-            )
-        teacher = teachers[0] if len(teachers) == 1 else None
-        teacher_layers = [n for l in feature_losses for n in l.teacher_layers]
-        student_layers = [n for l in feature_losses for n in l.student_layers]
-        self._teacher_view = _feature_view(teacher, teacher_layers, "teacher")
-        self._student_view = _feature_view(student, student_layers, "student")
-        self.adapters = _build_adapters(
-            feature_losses, self._teacher_view, self._student_view, len(self._output_names)
+        self._teacher_view, self._student_view = pairing.feature_views(
+            teachers, student, self.distillation_losses
+        )
+        self.adapters = pairing.build_adapters(
+            self.distillation_losses,
+            self._teacher_view,
+            self._student_view,
+            len(self._output_names),
         )
         self._teachers_return_probabilities = [outputs.probability_outputs(t) for t in teachers]
         self._student_returns_probabilities = outputs.probability_outputs(student)
@@ -119,7 +119,9 @@ class Distiller(keras.Model):
         # variable updates per loss to every step. Named "loss" so that
         # `evaluate(return_dict=False)` still lists the total loss first.
         self._term_names = (
-            _term_names(self.distillation_losses) if len(self.distillation_losses) > 1 else []
+            objective.term_names(self.distillation_losses)
+            if len(self.distillation_losses) > 1
+            else []
         )
         self.loss_means = trackers.LossMeans(
             ["loss", "student_loss", "distillation_loss", *self._term_names], name="loss"
@@ -139,7 +141,7 @@ class Distiller(keras.Model):
     @property
     def teachers(self) -> list:
         """The teacher models as a list (empty for offline distillation)."""
-        return _as_teacher_list(self.teacher)
+        return pairing.as_teacher_list(self.teacher)
 
     def track_teacher_agreement(self, enabled: bool = True) -> None:
         """Adds `teacher_agreement` and `teacher_kl` to the logs.
@@ -201,15 +203,9 @@ class Distiller(keras.Model):
                 "compiled metrics each step; every loss still in the epoch logs)."
             )
         self.step_logs = step_logs
-        student_losses = _student_losses(loss, self._output_names)
-        if float(self.alpha.numpy()) > 0 and all(l is None for l in student_losses):
-            raise ValueError(
-                "Invalid value for argument `loss`: the student's hard-label "
-                f"loss is required because alpha={float(self.alpha.numpy())} "
-                "> 0. Pass e.g. loss=keras.losses.SparseCategoricalCrossentropy("
-                "from_logits=True), or build the Distiller with alpha=0."
-            )
-        self._student_losses = student_losses
+        self._student_losses = objective.hard_losses(
+            loss, self._output_names, float(self.alpha.numpy())
+        )
         self._student_loss_config = loss
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
 
@@ -251,6 +247,7 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
+        """The loss means (and agreement while tracked), then compiled metrics."""
         mine = [self.loss_means, self.agreement_means]
         own = mine if self._track_teacher_agreement else mine[:1]
         # Keras 3 adds its own "loss" tracker, which this step does not feed.
@@ -260,148 +257,39 @@ class Distiller(keras.Model):
     # -- forward passes ----------------------------------------------------
 
     def call(self, inputs, training=None):
+        """Runs the student only."""
         return self.student(inputs, training=training)
-
-    def _run_student(self, x, training):
-        """Returns (y_pred in the student's output structure, its outputs as
-        a flat list, the student's features)."""
-        values = outputs.flat(self._student_view(x, training=training))
-        count = len(self._output_names)
-        _check_output_count(values, count + len(self.adapters), "student")
-        predictions = values[:count]
-        if count == 1:
-            return predictions[0], predictions, values[1:]
-        y_pred = tf.nest.pack_sequence_as(self._student_outputs, predictions)
-        return y_pred, predictions, values[count:]
-
-    def _run_teacher(self, x):
-        """Returns (teacher logits, teacher features). The logits are a
-        tensor for one output, a list for several; an ensemble's are stacked
-        on axis 1: (batch, teachers, classes)."""
-        teachers = self.teachers
-        count = len(self._output_names)
-        if len(teachers) == 1:
-            values = [
-                tf.stop_gradient(v) for v in outputs.flat(self._teacher_view(x, training=False))
-            ]
-            _check_output_count(values, count + len(self.adapters), "teacher")
-            logits = [
-                outputs.as_logits(v, p)
-                for v, p in zip(values[:count], self._teachers_return_probabilities[0])
-            ]
-            return (logits[0] if count == 1 else logits), values[count:]
-        logits = [
-            outputs.as_logits(tf.stop_gradient(t(x, training=False)), p[0])
-            for t, p in zip(teachers, self._teachers_return_probabilities)
-        ]
-        return tf.stack(logits, axis=1), []
 
     # -- objective ---------------------------------------------------------
 
-    def _hard_loss_per_sample(self, y, predictions):
-        """The hard-label loss per sample, summed over the student's outputs."""
-        total = None
-        labels = self._flat_labels(y) if len(predictions) > 1 else [y]
-        for name, loss, y_true, y_pred in zip(
-            self._output_names, self._student_losses, labels, predictions
-        ):
-            if loss is None:
-                continue
-            if y_true is None:
-                raise ValueError(
-                    f"Invalid value for argument `y`: no labels for the output "
-                    f"{name!r}, which the compiled loss trains. Add its labels, "
-                    "or compile with None as its loss."
-                )
-            per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
-            values = tf.cast(per_sample(y_true, y_pred), tf.float32)
-            if values.shape.rank and values.shape.rank > 1:
-                values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
-            total = values if total is None else total + values
-        return total
-
-    def _flat_labels(self, y) -> list:
-        """The labels of a student with several outputs, in output order
-        (None for an output a dict of labels leaves out)."""
-        if y is None:
-            return [None] * len(self._output_names)
-        if isinstance(y, dict):
-            outputs.check_distinct(self._output_names, "y")
-            return [y.get(name) for name in self._output_names]
-        return outputs.flat(y)
-
     def _distillation_terms(
-        self, y, teacher_out, teacher_feats, student_predictions, student_feats
+        self, y, labels, teacher_out, teacher_feats, student_predictions, student_feats
     ):
+        """The distillation losses per sample, one tensor per loss.
+
+        `y` is the batch's labels as given, `labels` the same per output.
+        """
         student_logits = [
             outputs.as_logits(s, p)
             for s, p in zip(student_predictions, self._student_returns_probabilities)
         ]
-        if len(student_logits) == 1:
-            target, student_logits = self._output_targets(teacher_out, student_logits[0])
-        else:  # one teacher; PerOutput losses take the outputs as lists
-            teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_out)]
-            for name, t, s in zip(self._output_names, teacher_logits, student_logits):
-                validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
-            if self._track_teacher_agreement:
-                self._update_agreement(teacher_logits[0], student_logits[0])
-            y = self._flat_labels(y)
-
-            def target(loss):
-                return teacher_logits
-
-        terms = []
-        position = 0
-        for loss in self.distillation_losses:
-            if loss.uses_features:
-                count = len(loss.teacher_layers)
-                t = teacher_feats[position : position + count]
-                s = [
-                    adapter(f) if adapter is not None else f
-                    for adapter, f in zip(
-                        self.adapters[position : position + count],
-                        student_feats[position : position + count],
-                    )
-                ]
-                position += count
-                terms.append(loss.per_sample(t, s))
-            elif loss.needs_labels:
-                terms.append(loss.per_sample(target(loss), student_logits, y))
-            else:
-                terms.append(loss.per_sample(target(loss), student_logits))
-        return terms
-
-    def _output_targets(self, teacher_out, student_logits):
-        """For one output: returns (loss -> its target logits, student logits),
-        and updates teacher agreement when it is tracked."""
-        teacher_logits = tf.cast(teacher_out, tf.float32)  # logits, online or cached
-        ensemble = teacher_logits.shape.rank == student_logits.shape.rank + 1
-        shape = teacher_logits.shape
-        if ensemble:
-            shape = shape[:1] + shape[2:]
-            weights = list(self.teacher_weights) or _teacher_weights(None, teacher_logits.shape[1])
-        validation.check_same_shape(shape, student_logits.shape, "outputs")
-
-        def target(loss):
-            if ensemble:
-                return loss.combine_teachers(teacher_logits, weights)
-            return teacher_logits
-
-        if self._track_teacher_agreement:
-            reference = teacher_logits
-            if ensemble:
-                reference = losses_lib.average_distribution_logits(teacher_logits, weights, 1.0)
-            self._update_agreement(reference, student_logits)
-        return target, student_logits
-
-    def _update_agreement(self, teacher_logits, student_logits):
-        batch = tf.cast(tf.shape(student_logits)[0], tf.float32)
-        match = tf.cast(
-            tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
+        several = len(student_logits) > 1  # PerOutput losses take lists
+        target, reference = pairing.teacher_targets(
+            teacher_out, student_logits, self._output_names, self.teacher_weights
         )
-        kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
-        self.agreement_means.update_state(
-            [tf.reduce_mean(match), tf.reduce_mean(kl)], sample_weight=batch
+        if self._track_teacher_agreement:
+            batch = tf.cast(tf.shape(student_logits[0])[0], tf.float32)
+            values = trackers.agreement(reference(), student_logits[0])
+            self.agreement_means.update_state(values, sample_weight=batch)
+        pairs = pairing.feature_pairs(
+            self.distillation_losses, self.adapters, teacher_feats, student_feats
+        )
+        return objective.distillation_terms(
+            self.distillation_losses,
+            target,
+            student_logits if several else student_logits[0],
+            labels if several else y,
+            pairs,
         )
 
     def _objective(self, x, y, teacher, sample_weight, training):
@@ -411,33 +299,34 @@ class Distiller(keras.Model):
             teacher: (teacher outputs, teacher features) for the batch.
         """
         teacher_out, teacher_feats = teacher
-        y_pred, predictions, student_feats = self._run_student(x, training=training)
+        y_pred, predictions, student_feats = pairing.run_student(
+            self._student_view,
+            self._student_outputs,
+            len(self._output_names),
+            len(self.adapters),
+            x,
+            training,
+        )
+        labels = [y] if len(predictions) == 1 else targets.per_output(y, self._output_names)
         batch = tf.shape(predictions[0])[0]
         local_batch = tf.cast(batch, tf.float32)
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        if sample_weight is not None:
-            weights = tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+        weights = objective.sample_weights(sample_weight, batch)
 
-        def mean(values):  # sample-weighted mean over the local batch
-            if sample_weight is not None:
-                values = values * weights
-            return tf.reduce_sum(values) / local_batch
+        def mean(values):
+            return objective.batch_mean(values, weights, local_batch)
 
-        alpha = self.alpha
-        terms = self._distillation_terms(y, teacher_out, teacher_feats, predictions, student_feats)
-        distill = tf.add_n([w * t for w, t in zip(self.distillation_loss_weights, terms)])
-        distill_mean = mean(distill)
-        if any(l is not None for l in self._student_losses):
-            hard_mean = mean(self._hard_loss_per_sample(y, predictions))
-        else:
-            hard_mean = tf.zeros((), tf.float32)
-        # The objective is linear in the per-sample terms: mix the means.
-        total = alpha * hard_mean + (1.0 - alpha) * distill_mean
+        terms = self._distillation_terms(
+            y, labels, teacher_out, teacher_feats, predictions, student_feats
+        )
+        distill_mean = mean(objective.weighted_sum(self.distillation_loss_weights, terms))
+        hard = objective.hard_loss_per_sample(
+            self._student_losses, labels, predictions, self._output_names
+        )
+        hard_mean = mean(hard) if hard is not None else tf.zeros((), tf.float32)
         regularization = self.student.losses + [
             l for a in self.adapters if a is not None for l in a.losses
         ]
-        if regularization:
-            total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+        total = objective.mix(self.alpha, hard_mean, distill_mean, regularization)
         logs = {
             "total": total,
             "student": hard_mean,
@@ -445,9 +334,8 @@ class Distiller(keras.Model):
             "terms": [mean(t) for t in terms] if self._term_names else [],
             "batch": local_batch,
         }
-        if replicas > 1:  # each replica's share of the global-batch mean
-            total = total / replicas
-        return total, y_pred, logs
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return objective.replica_share(total, replicas), y_pred, logs
 
     def _update_trackers(self, logs):
         values = [logs["total"], logs["student"], logs["distillation"], *logs["terms"]]
@@ -462,7 +350,7 @@ class Distiller(keras.Model):
         activation is kept for it.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        y, cached, sample_weight = offline.split_targets(y, sample_weight)
+        y, cached, sample_weight = targets.split(y, sample_weight)
         if cached is None and self.teacher is None:
             raise ValueError(
                 "This Distiller has teacher=None, so each batch must carry the "
@@ -472,27 +360,38 @@ class Distiller(keras.Model):
             )
         if cached is not None and any(l.uses_features for l in self.distillation_losses):
             cached = None  # feature losses need the online teacher pass anyway
-        teacher = self._run_teacher(x) if cached is None else (cached, [])
+        teacher = (cached, [])
+        if cached is None:
+            teacher = pairing.run_teacher(
+                self.teachers,
+                self._teacher_view,
+                self._teachers_return_probabilities,
+                len(self._output_names),
+                len(self.adapters),
+                x,
+            )
         return x, y, sample_weight, teacher
 
     def train_step(self, data):
+        """One step: targets, teacher (outside the tape), student and objective."""
         x, y, sample_weight, teacher = self._unpack(data)
         with tf.GradientTape() as tape:
             loss, y_pred, logs = self._objective(x, y, teacher, sample_weight, True)
             scaled = backend.scale_loss(self.optimizer, loss)
         backend.minimize(self.optimizer, tape, scaled, self.trainable_variables)
         self._update_trackers(logs)
-        step_logs = self.compute_metrics(x, y, y_pred, sample_weight)
+        step_logs = self._student_metrics(x, y, y_pred, sample_weight)
         if self.step_logs == "loss":
             epoch_only = self._epoch_only_log_names()
             step_logs = {k: v for k, v in step_logs.items() if k not in epoch_only}
         return backend.step_logs(step_logs)
 
     def test_step(self, data):
+        """The training step's objective and metrics, without an update."""
         x, y, sample_weight, teacher = self._unpack(data)
         _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
         self._update_trackers(logs)
-        return backend.step_logs(self.compute_metrics(x, y, y_pred, sample_weight))
+        return backend.step_logs(self._student_metrics(x, y, y_pred, sample_weight))
 
     # -- epoch logs ----------------------------------------------------------
 
@@ -535,7 +434,15 @@ class Distiller(keras.Model):
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
-        y, _, sample_weight = offline.split_targets(y, sample_weight)
+        """Compiled metrics of the student; `y` may still pack cached outputs.
+
+        Keras 3 builds the metrics from a raw batch, before any step runs.
+        """
+        y, _, sample_weight = targets.split(y, sample_weight)
+        return self._student_metrics(x, y, y_pred, sample_weight)
+
+    def _student_metrics(self, x, y, y_pred, sample_weight):
+        """Compiled metrics on labels already split from cached outputs."""
         if isinstance(y, dict) and isinstance(y_pred, dict):
             # Outputs without labels (trained on the teacher alone) have no metrics.
             y_pred = {name: value for name, value in y_pred.items() if name in y}
@@ -544,16 +451,11 @@ class Distiller(keras.Model):
     # -- serialization -----------------------------------------------------
 
     def get_config(self):
+        """Models, losses, alpha and weights: all `from_config` needs."""
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
-            "teacher": (
-                [_model_config(t) for t in self.teacher]
-                if isinstance(self.teacher, (list, tuple))
-                else _model_config(self.teacher)
-                if self.teacher is not None
-                else None
-            ),
+            "teacher": _each_teacher(_model_config, self.teacher),
             "teacher_weights": list(self.teacher_weights) or None,
             "student": _model_config(self.student),
             "distillation_loss": [serialize(l) for l in self.distillation_losses],
@@ -563,13 +465,13 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        """Builds a Distiller from `get_config`'s dict (left unchanged)."""
+        # Deserializing a model consumes parts of its config: keep the caller's.
+        config = copy.deepcopy(config)
         deserialize = keras.saving.deserialize_keras_object
-        teacher = config.get("teacher")
-        if isinstance(teacher, list):
-            config["teacher"] = [deserialize(t, custom_objects=custom_objects) for t in teacher]
-        elif teacher is not None:
-            config["teacher"] = deserialize(teacher, custom_objects=custom_objects)
+        config["teacher"] = _each_teacher(
+            lambda t: deserialize(t, custom_objects=custom_objects), config.get("teacher")
+        )
         config["student"] = deserialize(config["student"], custom_objects=custom_objects)
         config["distillation_loss"] = [
             deserialize(l, custom_objects=custom_objects) for l in config["distillation_loss"]
@@ -591,9 +493,13 @@ class Distiller(keras.Model):
             self.optimizer.build(self.trainable_variables)
 
 
-# ---------------------------------------------------------------------------
-# Helpers: validation and model views
-# ---------------------------------------------------------------------------
+def _each_teacher(function, teacher):
+    """`function` applied to the teacher, or to each of an ensemble (None: None)."""
+    if teacher is None:
+        return None
+    if isinstance(teacher, (list, tuple)):
+        return [function(t) for t in teacher]
+    return function(teacher)
 
 
 def _model_config(model) -> dict:
@@ -602,238 +508,6 @@ def _model_config(model) -> dict:
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
     return config
-
-
-def _as_loss_list(distillation_loss) -> list:
-    if distillation_loss is None:
-        return [losses_lib.SoftTargetKD()]
-    items = (
-        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
-    )
-    if not items:
-        raise ValueError(
-            "Invalid value for argument `distillation_loss`: the list is empty. "
-            "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
-        )
-    return [losses_lib.get(item) for item in items]
-
-
-def _student_losses(loss, output_names) -> list:
-    """The compiled hard-label loss as one resolved loss (or None) per output."""
-    count = len(output_names)
-    if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
-        loss = loss[0]
-    if isinstance(loss, dict) and count == 1 and len(loss) == 1:
-        loss = next(iter(loss.values()))
-    if loss is None:
-        return [None] * count
-    if count == 1:
-        return [keras.losses.get(loss)]
-    if isinstance(loss, dict):
-        chosen = outputs.by_name(loss, output_names, "loss")
-    elif isinstance(loss, (list, tuple)) and len(loss) == count:
-        chosen = list(loss)
-    else:
-        raise ValueError(
-            f"Invalid value for argument `loss`: the student has {count} outputs "
-            f"({', '.join(output_names)}), so pass a list with one loss per output, "
-            "in that order, or a dict keyed by output name (None, or a name left "
-            f"out, trains that output on the teacher alone). Received: loss={loss!r}"
-        )
-    return [keras.losses.get(l) if l is not None else None for l in chosen]
-
-
-def _bind_output_losses(losses, output_names, teacher_count) -> None:
-    """Lines `PerOutput` losses up with the outputs; a model with several
-    outputs needs them (a plain loss would not say which outputs to match)."""
-    several = len(output_names) > 1
-    for loss in losses:
-        if isinstance(loss, losses_lib.PerOutput):
-            loss.bind(output_names)
-        elif several and not loss.uses_features:
-            raise ValueError(
-                f"Invalid value for argument `distillation_loss`: the student has "
-                f"{len(output_names)} outputs ({', '.join(output_names)}), so "
-                f"{type(loss).__name__} must say which to match. Wrap it: "
-                f"kdistill.losses.PerOutput([{type(loss).__name__}(...), None, ...]) "
-                "with one loss (or None) per output, or a dict keyed by output name."
-            )
-    if several and teacher_count > 1:
-        raise ValueError(
-            "Invalid value for argument `teacher`: a teacher ensemble distils "
-            "models with one output; this student has "
-            f"{len(output_names)}. Pass a single teacher."
-        )
-
-
-def _as_teacher_list(teacher) -> list:
-    if teacher is None:
-        return []
-    if isinstance(teacher, (list, tuple)):
-        if not teacher:
-            raise ValueError(
-                "Invalid value for argument `teacher`: the ensemble list is "
-                "empty. Pass one model, a list of models, or None for offline "
-                "distillation."
-            )
-        return list(teacher)
-    return [teacher]
-
-
-def _teacher_weights(weights, count) -> list:
-    if weights is None:
-        return [1.0 / count] * count if count > 1 else []
-    weights = [validation.check_non_negative(w, "teacher_weights") for w in weights]
-    if count and len(weights) != count:
-        raise ValueError(
-            "Invalid value for argument `teacher_weights`: expected one weight "
-            f"per teacher ({count}), received {len(weights)}: {weights}."
-        )
-    total = sum(weights)
-    if total <= 0:
-        raise ValueError(
-            "Invalid value for argument `teacher_weights`: they sum to 0. Give "
-            "at least one teacher a positive weight."
-        )
-    return [w / total for w in weights]
-
-
-def _loss_weights(weights, count) -> list:
-    if weights is None:
-        return [1.0] * count
-    weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
-    if len(weights) != count:
-        raise ValueError(
-            "Invalid value for argument `distillation_loss_weights`: expected "
-            f"one weight per distillation loss ({count}), received "
-            f"{len(weights)}: {weights}."
-        )
-    return [validation.check_non_negative(w, "distillation_loss_weights") for w in weights]
-
-
-def _term_names(losses) -> list:
-    names, seen = [], {}
-    for loss in losses:
-        base = loss.registry_name
-        seen[base] = seen.get(base, 0) + 1
-        names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
-    return names
-
-
-def _check_separate_models(teacher, student):
-    if teacher is student:
-        raise ValueError(
-            "Invalid value for argument `student`: it is the same object as "
-            "`teacher`. Build a separate (usually smaller) student model; to "
-            "start from the teacher's weights use keras.models.clone_model and "
-            "set_weights."
-        )
-    teacher_ids = {id(v) for v in teacher.weights}
-    shared = [v.name for v in student.weights if id(v) in teacher_ids]
-    if shared:
-        raise ValueError(
-            "Invalid value for argument `student`: it shares layers with "
-            f"`teacher` (variables {shared[:4]}). The Distiller freezes the "
-            "teacher, which would freeze those student layers too. Give the "
-            "student its own layers (keras.models.clone_model copies a model)."
-        )
-
-
-def _static_shape(model, attribute):
-    tensors = getattr(model, attribute, None)
-    try:
-        if tensors and len(tensors) == 1:
-            return tuple(tensors[0].shape)
-    except (AttributeError, ValueError, TypeError):
-        pass
-    return None
-
-
-def _check_input_shapes(teacher, student):
-    t, s = _static_shape(teacher, "inputs"), _static_shape(student, "inputs")
-    if t is None or s is None:
-        return
-    if not validation.shapes_compatible(t, s):
-        raise ValueError(
-            f"Teacher and student take inputs of different shapes: teacher "
-            f"{t} and student {s}. Both models see the same batch, so give the "
-            "student the teacher's input shape (add a Reshape or Resizing "
-            "layer inside the student if it needs another)."
-        )
-
-
-def _check_output_count(values, expected, role):
-    """A model without a layer graph shows how many outputs it has only when
-    called: refuse more than were paired up, instead of distilling the first."""
-    if len(values) != expected:
-        raise ValueError(
-            f"The {role} returned {len(values)} outputs, but kdistill expected "
-            f"{expected}. kdistill pairs the outputs of teacher and student before "
-            "training, which it can do only for models with a layer graph: build a "
-            "model with several outputs as a functional model, "
-            "keras.Model(inputs, [output_1, output_2])."
-        )
-
-
-def _check_outputs(teacher, student):
-    t_names, s_names = outputs.names(teacher), outputs.names(student)
-    if len(t_names) != len(s_names):
-        raise ValueError(
-            f"Teacher and student have different numbers of outputs: teacher "
-            f"{len(t_names)} ({', '.join(t_names)}), student {len(s_names)} "
-            f"({', '.join(s_names)}). Outputs are matched one to one: give the "
-            "student the teacher's outputs."
-        )
-    if isinstance(outputs.structure(teacher), dict) and t_names != s_names:
-        raise ValueError(
-            f"Teacher and student name their outputs differently: teacher "
-            f"{t_names}, student {s_names}. Use the same keys in both models."
-        )
-    t, s = _static_shape(teacher, "outputs"), _static_shape(student, "outputs")
-    if t is not None and s is not None:
-        validation.check_same_shape(t, s, "outputs")
-
-
-def _feature_view(model, layer_names, role):
-    """Returns `model`, or a view of it that also outputs named layers."""
-    if model is None or not layer_names:
-        return model
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Feature losses need to read the {role}'s layers, but the {role} "
-            f"{model.name!r} is a subclassed model without a layer graph. Build "
-            "it as a Sequential or functional model with an Input layer."
-        )
-    available = [layer.name for layer in model.layers]
-    features = []
-    for name in layer_names:
-        if name not in available:
-            raise ValueError(
-                f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
-            )
-        features.append(model.get_layer(name).output)
-    return keras.Model(model.input, [*model.outputs, *features], name=f"{model.name}_features")
-
-
-def _build_adapters(feature_losses, teacher_view, student_view, output_count) -> list:
-    if not feature_losses:
-        return []
-    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[output_count:]]
-    student_shapes = [tuple(t.shape) for t in student_view.outputs[output_count:]]
-    adapters, position = [], 0
-    for loss in feature_losses:
-        count = len(loss.teacher_layers)
-        made = loss.make_adapters(
-            teacher_shapes[position : position + count],
-            student_shapes[position : position + count],
-        )
-        for adapter, shape in zip(made, student_shapes[position : position + count]):
-            if adapter is not None and not adapter.built:
-                adapter.build(shape)
-        adapters.extend(made)
-        position += count
-    return adapters
 
 
 def _contains(items, item) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdistill import offline, outputs
+from kdistill import targets
 from kdistill.backend import keras, tf
 
 
@@ -46,10 +46,10 @@ def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None)
         raise ValueError(
             "Invalid value for argument `x`: it holds no samples, so there is nothing to train on."
         )
-    labels, cached, _ = offline.split_targets(y)
+    labels, cached, _ = targets.split(y)
     count = len(output_names) if output_names else 1
-    per_output_labels = _per_output(labels, output_names) if count > 1 else [labels]
-    per_output_cached = tf.nest.flatten(cached) if count > 1 and cached is not None else [cached]
+    per_output_labels = targets.per_output(labels, output_names) if count > 1 else [labels]
+    per_output_cached = targets.teacher_outputs_per_output(cached, count)
     named = (
         [("y", v) for v in per_output_labels]
         + [("teacher_outputs", v) for v in per_output_cached]
@@ -78,22 +78,6 @@ def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None)
     for values, size, output_loss in zip(per_output_labels, classes, losses):
         if isinstance(values, (np.ndarray, list)):
             _check_labels(np.asarray(values), size, output_loss)
-
-
-def _per_output(labels, output_names) -> list:
-    """The labels of a student with several outputs, one entry per output."""
-    if isinstance(labels, dict):
-        return outputs.by_name(labels, output_names, "y")
-    if isinstance(labels, (list, tuple)) and len(labels) == len(output_names):
-        if all(isinstance(v, (np.ndarray, list, tf.Tensor)) for v in labels):
-            return list(labels)
-    if labels is None:
-        return [None] * len(output_names)
-    raise ValueError(
-        f"Invalid value for argument `y`: the student has {len(output_names)} "
-        f"outputs ({', '.join(output_names)}), so pass one array of labels per "
-        "output: a list in that order, or a dict keyed by output name."
-    )
 
 
 def _check_labels(labels, num_classes, loss):

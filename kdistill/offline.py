@@ -14,11 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdistill import outputs
+from kdistill import outputs, targets, validation
 from kdistill.backend import keras, tf
-
-LABELS_KEY = "labels"
-TEACHER_OUTPUTS_KEY = "teacher_outputs"
 
 
 def offline_targets(labels, teacher_outputs) -> dict:
@@ -30,49 +27,14 @@ def offline_targets(labels, teacher_outputs) -> dict:
             `cache_teacher_outputs`.
 
     Returns:
-        A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``.
+        A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``
+        (see `kdistill.targets.pack`).
 
     Example:
         >>> t = cache_teacher_outputs(teacher, x_train)
         >>> distiller.fit(x_train, offline_targets(y_train, t), epochs=5)
     """
-    label_rows, teacher_rows = _rows(labels), _rows(teacher_outputs)
-    mismatched = [r for r in teacher_rows if label_rows and r != label_rows[0]]
-    if mismatched:
-        raise ValueError(
-            "Invalid value for argument `teacher_outputs`: it has "
-            f"{mismatched[0]} rows but `labels` has {label_rows[0]}. "
-            "Cache the teacher outputs from the same samples, in the same "
-            "order, as the labels."
-        )
-    return {LABELS_KEY: labels, TEACHER_OUTPUTS_KEY: teacher_outputs}
-
-
-def _rows(values) -> list:
-    """Row counts of an array, or of each array in a list or dict of them
-    (one per output of a model with several)."""
-    if isinstance(values, dict):
-        return [r for v in values.values() for r in _rows(v)]
-    if isinstance(values, (list, tuple)) and values:
-        if all(isinstance(v, (np.ndarray, tf.Tensor)) for v in values):
-            return [r for v in values for r in _rows(v)]
-    return [len(values)] if hasattr(values, "__len__") else []
-
-
-def split_targets(y, sample_weight=None):
-    """Splits a batch's targets into labels, cached outputs and weights.
-
-    Keras spreads sample weights over the structure of the targets, so with
-    offline targets they may arrive as a dict too.
-
-    Returns:
-        ``(labels, teacher_outputs or None, sample_weight)``.
-    """
-    if isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y:
-        if isinstance(sample_weight, dict):
-            sample_weight = sample_weight.get(LABELS_KEY)
-        return y[LABELS_KEY], y[TEACHER_OUTPUTS_KEY], sample_weight
-    return y, None, sample_weight
+    return targets.pack(labels, teacher_outputs)
 
 
 def cache_teacher_outputs(teacher, data, batch_size: int = 256):
@@ -121,11 +83,7 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
 
     if isinstance(data, tf.data.Dataset):
         return _cache_dataset(run, data)
-    if batch_size <= 0:
-        raise ValueError(
-            "Invalid value for argument `batch_size`. Expected a positive "
-            f"integer. Received: batch_size={batch_size}"
-        )
+    validation.check_integer(batch_size, "batch_size", minimum=1)
     first = tf.nest.flatten(data)[0]
     n = len(first)
     if n == 0:

@@ -13,9 +13,11 @@ The `Distiller` keeps its teacher-agreement values (`teacher_agreement`,
 
 from __future__ import annotations
 
-from kdistill.backend import keras, tf
+from kdistill import losses as losses_lib
+from kdistill.backend import keras, register_serializable, tf
 
 
+@register_serializable
 class LossMeans(keras.metrics.Metric):
     """Weighted running means of several scalar losses sharing one weight.
 
@@ -73,3 +75,21 @@ class LossMeans(keras.metrics.Metric):
 
     def get_config(self):
         return {**super().get_config(), "names": list(self.names)}
+
+
+def agreement(teacher_logits, student_logits) -> list:
+    """Returns [top-1 agreement, KL(teacher || student)], each a batch mean.
+
+    The KL divergence is taken at temperature 1. These are the values of the
+    `teacher_agreement` and `teacher_kl` logs.
+
+    Example:
+        >>> match, kl = agreement(tf.constant([[2.0, 0.0]]), tf.constant([[1.0, 0.0]]))
+        >>> float(match)
+        1.0
+    """
+    match = tf.cast(
+        tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
+    )
+    kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
+    return [tf.reduce_mean(match), tf.reduce_mean(kl)]

@@ -13,7 +13,7 @@ import math
 import numbers
 from typing import Any
 
-from kdistill import backend
+from kdistill import backend, outputs
 
 
 def _invalid(argument: str, expected: str, value: Any) -> str:
@@ -151,6 +151,127 @@ def check_same_shape(teacher_shape, student_shape, what: str) -> None:
             f"{_fmt(t)} and student {_fmt(s)}. Distillation compares them "
             "element by element, so give the student the same output layer "
             "size as the teacher (the same number of classes)."
+        )
+
+
+def check_pair(teacher, student) -> None:
+    """Raises a clear error unless `teacher` can distil into `student`.
+
+    The two must be separate models that share no layers, take inputs of the
+    same shape, and have the same outputs (count, names and shapes).
+
+    Args:
+        teacher: A Keras model (already checked with `check_model`).
+        student: Another Keras model.
+
+    Example:
+        >>> validation.check_pair(teacher, student)  # raises if they do not fit
+    """
+    check_separate_models(teacher, student)
+    check_input_shapes(teacher, student)
+    check_outputs(teacher, student)
+
+
+def check_separate_models(teacher, student) -> None:
+    """Raises if `student` is `teacher`, or shares variables with it.
+
+    The Distiller freezes the teacher, which would freeze shared layers too.
+    """
+    if teacher is student:
+        raise ValueError(
+            "Invalid value for argument `student`. Expected a model separate from "
+            "`teacher`. Received: the same object as `teacher`. Build a separate "
+            "(usually smaller) student model; to start from the teacher's weights "
+            "use keras.models.clone_model and set_weights."
+        )
+    teacher_ids = {id(v) for v in teacher.weights}
+    shared = [v.name for v in student.weights if id(v) in teacher_ids]
+    if shared:
+        raise ValueError(
+            "Invalid value for argument `student`. Expected a model with its own "
+            "layers. Received: a model that shares layers with `teacher` (variables "
+            f"{shared[:4]}). The Distiller freezes the teacher, which would freeze "
+            "those student layers too. Give the student its own layers "
+            "(keras.models.clone_model copies a model)."
+        )
+
+
+def static_shape(model, attribute: str):
+    """The static shape of a model's only input or output, else None.
+
+    Args:
+        model: A Keras model.
+        attribute: "inputs" or "outputs".
+
+    Returns:
+        A tuple (None for unknown dimensions), or None when the model has no
+        layer graph or several tensors under `attribute`.
+    """
+    tensors = getattr(model, attribute, None)
+    try:
+        if tensors and len(tensors) == 1:
+            return tuple(tensors[0].shape)
+    except (AttributeError, ValueError, TypeError):
+        pass
+    return None
+
+
+def check_input_shapes(teacher, student) -> None:
+    """Raises if teacher and student take inputs of different static shapes."""
+    t, s = static_shape(teacher, "inputs"), static_shape(student, "inputs")
+    if t is None or s is None:
+        return
+    if not shapes_compatible(t, s):
+        raise ValueError(
+            "Invalid value for argument `student`. Expected inputs of the teacher's "
+            f"shape {t}. Received: a student taking inputs of shape {s} (teacher "
+            "and student take inputs of different shapes). Both models see the "
+            "same batch, so give the student the teacher's input shape (add a "
+            "Reshape or Resizing layer inside the student if it needs another)."
+        )
+
+
+def check_outputs(teacher, student) -> None:
+    """Raises unless teacher and student have the same outputs: as many,
+    with the same keys for dict outputs, and of the same static shape."""
+    t_names, s_names = outputs.names(teacher), outputs.names(student)
+    if len(t_names) != len(s_names):
+        raise ValueError(
+            "Invalid value for argument `student`. Expected the teacher's outputs, "
+            "matched one to one. Received: teacher and student have different "
+            f"numbers of outputs: teacher {len(t_names)} ({', '.join(t_names)}), "
+            f"student {len(s_names)} ({', '.join(s_names)}). Give the student the "
+            "teacher's outputs."
+        )
+    if isinstance(outputs.structure(teacher), dict) and t_names != s_names:
+        raise ValueError(
+            "Invalid value for argument `student`. Expected outputs keyed as the "
+            f"teacher's, {t_names}. Received: student outputs keyed {s_names}. Use "
+            "the same keys in both models."
+        )
+    t, s = static_shape(teacher, "outputs"), static_shape(student, "outputs")
+    if t is not None and s is not None:
+        check_same_shape(t, s, "outputs")
+
+
+def check_output_count(values, expected: int, role: str) -> None:
+    """Raises if a model returned other than `expected` outputs when called.
+
+    A model without a layer graph shows how many outputs it has only when
+    called: refuse more than were paired up, instead of distilling the first.
+
+    Args:
+        values: The flat list of tensors the model returned.
+        expected: How many were paired up before training.
+        role: "teacher" or "student", for the message.
+    """
+    if len(values) != expected:
+        raise ValueError(
+            f"The {role} returned {len(values)} outputs, but kdistill expected "
+            f"{expected}. kdistill pairs the outputs of teacher and student before "
+            "training, which it can do only for models with a layer graph: build a "
+            "model with several outputs as a functional model, "
+            "keras.Model(inputs, [output_1, output_2])."
         )
 
 

@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from kdistill import data, models, training  # noqa: E402
+from kdistill import Distiller, data, models, training  # noqa: E402
 from kdistill.backend import keras  # noqa: E402
 
 
@@ -65,3 +65,27 @@ def toy_data(n=64, inputs=4, classes=3, seed=0):
     x = rng.normal(size=(n, inputs)).astype("float32")
     y = rng.integers(0, classes, size=(n,)).astype("int64")
     return x, y
+
+
+def sparse_ce():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def frozen_sgd():
+    # lr=0 keeps the weights fixed, so logged values can be checked by hand.
+    return keras.optimizers.SGD(learning_rate=0.0)
+
+
+def make_distiller(teacher=None, student=None, **kwargs):
+    """A Distiller from a 16-unit teacher to a 4-unit student (tiny_mlp), unless given."""
+    teacher = teacher or tiny_mlp(name="teacher", units=16)
+    student = student or tiny_mlp(name="student", units=4)
+    return Distiller(teacher=teacher, student=student, **kwargs)
+
+
+def two_head_pair(as_dict=False):
+    """An untrained teacher (16 units) and student (8) with "cls" and "box" heads."""
+    return (
+        two_heads(units=16, name="teacher", as_dict=as_dict),
+        two_heads(name="student", as_dict=as_dict),
+    )

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from kdistill.backend import tf
-from kdistill.trackers import LossMeans
+from kdistill.trackers import LossMeans, agreement
 
 
 def test_means_are_weighted_by_each_steps_weight():
@@ -35,12 +35,6 @@ def test_updates_inside_a_compiled_function_accumulate():
     np.testing.assert_allclose(means.sums.numpy(), [18.0, 6.0])
 
 
-def test_config_round_trips():
-    means = LossMeans(["loss", "kd"], name="tracked")
-    clone = LossMeans.from_config(means.get_config())
-    assert clone.names == ("loss", "kd") and clone.name == "tracked"
-
-
 @pytest.mark.parametrize("names", [[], ["loss", "loss"]])
 def test_names_must_be_distinct_and_present(names):
     with pytest.raises(ValueError, match="`names`"):
@@ -51,3 +45,13 @@ def test_wrong_number_of_values_names_the_fix():
     means = LossMeans(["loss", "kd"])
     with pytest.raises(ValueError, match="one value per name"):
         means.update_state([1.0], sample_weight=1.0)
+
+
+def test_agreement_is_the_top1_match_rate_and_the_mean_kl():
+    teacher = np.array([[2.0, 0.0], [0.0, 1.0]], "float32")
+    student = np.array([[1.0, 0.0], [1.0, 0.0]], "float32")
+    match, kl = agreement(tf.constant(teacher), tf.constant(student))
+    p = np.exp(teacher) / np.exp(teacher).sum(-1, keepdims=True)
+    q = np.exp(student) / np.exp(student).sum(-1, keepdims=True)
+    assert float(match) == 0.5  # the first sample agrees, the second does not
+    assert float(kl) == pytest.approx(np.mean(np.sum(p * np.log(p / q), -1)), rel=1e-5)

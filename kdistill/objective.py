@@ -1,0 +1,258 @@
+"""The per-sample distillation objective, as pure functions of tensors.
+
+A `Distiller` step computes, for each replica::
+
+    total = alpha * mean(hard) + (1 - alpha) * mean(sum_i w_i * term_i)
+            + regularization
+
+where `hard` is the hard-label loss per sample (summed over the student's
+outputs), `term_i` the i-th distillation loss per sample, and `mean` the
+sample-weighted sum divided by the local batch size. Each replica then takes
+its share, `total / replicas`, so `tf.distribute` sums the shares to the mean
+over the global batch. The objective is linear in the per-sample terms, so
+mixing the means equals the mean of the mixed terms.
+
+The first functions here resolve the objective's parts from the arguments a
+`Distiller` takes (its distillation losses, their weights and log names, the
+compiled hard-label loss per output); the others take tensors and return
+tensors and read no model, so each can be checked by hand without `fit`.
+"""
+
+from __future__ import annotations
+
+from kdistill import losses as losses_lib
+from kdistill import outputs, validation
+from kdistill.backend import keras, tf
+
+
+def distillation_losses(distillation_loss) -> list:
+    """Returns the distillation losses as a list of `DistillationLoss` objects.
+
+    Args:
+        distillation_loss: A loss, a registry name, a list of them, or None
+            (`SoftTargetKD()`).
+
+    Example:
+        >>> distillation_losses(["soft_target", "logit_mse"])
+        [<SoftTargetKD ...>, <LogitMSE ...>]
+    """
+    if distillation_loss is None:
+        return [losses_lib.SoftTargetKD()]
+    items = (
+        distillation_loss if isinstance(distillation_loss, (list, tuple)) else [distillation_loss]
+    )
+    if not items:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss`: the list is empty. "
+            "Pass at least one loss, e.g. kdistill.losses.SoftTargetKD()."
+        )
+    return [losses_lib.get(item) for item in items]
+
+
+def loss_weights(weights, count: int) -> list:
+    """Returns one non-negative weight per distillation loss (default 1.0 each).
+
+    Args:
+        weights: A number, a list of numbers, or None.
+        count: How many distillation losses there are.
+    """
+    if weights is None:
+        return [1.0] * count
+    weights = list(weights) if isinstance(weights, (list, tuple)) else [weights]
+    if len(weights) != count:
+        raise ValueError(
+            "Invalid value for argument `distillation_loss_weights`: expected "
+            f"one weight per distillation loss ({count}), received "
+            f"{len(weights)}: {weights}."
+        )
+    return [validation.check_non_negative(w, "distillation_loss_weights") for w in weights]
+
+
+def term_names(losses) -> list:
+    """Returns the log name of each distillation loss's term.
+
+    Example:
+        >>> term_names([SoftTargetKD(), LogitMSE(), SoftTargetKD(2.0)])
+        ['soft_target_loss', 'logit_mse_loss', 'soft_target_1_loss']
+    """
+    names, seen = [], {}
+    for loss in losses:
+        base = loss.registry_name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(f"{base}_loss" if seen[base] == 1 else f"{base}_{seen[base] - 1}_loss")
+    return names
+
+
+def hard_losses(loss, output_names, alpha: float = 0.0) -> list:
+    """Returns the compiled hard-label loss as one resolved loss (or None) per output.
+
+    Args:
+        loss: What `compile` got as `loss`: one loss (or its name) for one
+            output; for several, a list in output order or a dict keyed by
+            output name (None, or a name left out: no hard-label loss).
+        output_names: The student's output names (`kdistill.outputs.names`).
+        alpha: The hard-label loss's weight; above 0 it needs a loss.
+    """
+    chosen = _hard_losses(loss, output_names)
+    if alpha > 0 and all(l is None for l in chosen):
+        raise ValueError(
+            "Invalid value for argument `loss`: the student's hard-label "
+            f"loss is required because alpha={alpha} > 0. Pass e.g. "
+            "loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), "
+            "or build the Distiller with alpha=0."
+        )
+    return chosen
+
+
+def _hard_losses(loss, output_names) -> list:
+    count = len(output_names)
+    if isinstance(loss, (list, tuple)) and count == 1 and len(loss) == 1:
+        loss = loss[0]
+    if isinstance(loss, dict) and count == 1 and len(loss) == 1:
+        loss = next(iter(loss.values()))
+    if loss is None:
+        return [None] * count
+    if count == 1:
+        return [keras.losses.get(loss)]
+    if isinstance(loss, dict):
+        chosen = outputs.by_name(loss, output_names, "loss")
+    elif isinstance(loss, (list, tuple)) and len(loss) == count:
+        chosen = list(loss)
+    else:
+        raise ValueError(
+            f"Invalid value for argument `loss`: the student has {count} outputs "
+            f"({', '.join(output_names)}), so pass a list with one loss per output, "
+            "in that order, or a dict keyed by output name (None, or a name left "
+            f"out, trains that output on the teacher alone). Received: loss={loss!r}"
+        )
+    return [keras.losses.get(l) if l is not None else None for l in chosen]
+
+
+def distillation_terms(losses, target, student_logits, labels, feature_pairs) -> list:
+    """Returns each distillation loss per sample, in the order of `losses`.
+
+    Args:
+        losses: The distillation losses.
+        target: `target(loss)` gives the teacher logits `loss` compares
+            the student with (`kdistill.pairing.teacher_targets`).
+        student_logits: The student's logits: a tensor, or a list for a
+            student with several outputs.
+        labels: The labels, in the same structure, for losses that need them.
+        feature_pairs: (teacher, student) features for each feature loss, in
+            order (`kdistill.pairing.feature_pairs`).
+    """
+    pairs = iter(feature_pairs)
+    terms = []
+    for loss in losses:
+        if loss.uses_features:
+            terms.append(loss.per_sample(*next(pairs)))
+        elif loss.needs_labels:
+            terms.append(loss.per_sample(target(loss), student_logits, labels))
+        else:
+            terms.append(loss.per_sample(target(loss), student_logits))
+    return terms
+
+
+def hard_loss_per_sample(losses, labels, predictions, output_names):
+    """Returns the hard-label loss per sample, summed over the outputs.
+
+    Args:
+        losses: One compiled loss per output (a `keras.losses.Loss`, a
+            function `(y_true, y_pred) -> values`, or None for an output
+            trained on the teacher alone).
+        labels: One label tensor per output (None where there are none).
+        predictions: The student's outputs, one per output.
+        output_names: The output names, for the error message.
+
+    Returns:
+        A float32 tensor of shape (batch,), or None when no output has a loss.
+        Losses with more than one value per sample are averaged over the
+        extra axes.
+
+    Example:
+        >>> ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        >>> hard_loss_per_sample([ce], [y], [logits], ["output"])  # (batch,)
+    """
+    total = None
+    for name, loss, y_true, y_pred in zip(output_names, losses, labels, predictions):
+        if loss is None:
+            continue
+        if y_true is None:
+            raise ValueError(
+                f"Invalid value for argument `y`: no labels for the output "
+                f"{name!r}, which the compiled loss trains. Add its labels, "
+                "or compile with None as its loss."
+            )
+        per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
+        values = tf.cast(per_sample(y_true, y_pred), tf.float32)
+        if values.shape.rank and values.shape.rank > 1:
+            values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+        total = values if total is None else total + values
+    return total
+
+
+def sample_weights(sample_weight, batch):
+    """Returns the sample weights as a float32 vector (batch,), or None.
+
+    Keras may give weights as (batch,) or (batch, 1); the first column is kept.
+    """
+    if sample_weight is None:
+        return None
+    return tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+
+
+def batch_mean(values, weights, local_batch):
+    """Returns the sample-weighted mean of per-sample `values` over the batch.
+
+    The weighted sum is divided by the number of samples, not by the sum of
+    the weights, as Keras does: a weight of 0 removes a sample's loss without
+    raising the others'.
+
+    Args:
+        values: Per-sample losses, shape (batch,).
+        weights: From `sample_weights`, or None (all 1).
+        local_batch: The replica's batch size as a float32 scalar.
+
+    Example:
+        >>> batch_mean(tf.constant([2.0, 4.0]), tf.constant([1.0, 3.0]), 2.0)
+        7.0  # (2 * 1 + 4 * 3) / 2
+    """
+    if weights is not None:
+        values = values * weights
+    return tf.reduce_sum(values) / local_batch
+
+
+def weighted_sum(weights, terms):
+    """Returns sum_i(weights[i] * terms[i]): the distillation loss per sample."""
+    return tf.add_n([w * t for w, t in zip(weights, terms)])
+
+
+def mix(alpha, hard, distillation, regularization=()):
+    """Returns alpha * hard + (1 - alpha) * distillation + sum(regularization).
+
+    Args:
+        alpha: Weight of the hard-label loss (a number or a scalar variable).
+        hard: The hard-label loss (a mean, or per sample).
+        distillation: The distillation loss, in the same form.
+        regularization: Scalar losses added as they are (the student's and
+            the adapters' `losses`).
+
+    Example:
+        >>> mix(0.25, 2.0, 6.0)  # 0.25 * 2 + 0.75 * 6
+        5.0
+    """
+    total = alpha * hard + (1.0 - alpha) * distillation
+    if regularization:
+        total += tf.add_n([tf.cast(r, tf.float32) for r in regularization])
+    return total
+
+
+def replica_share(total, replicas: int):
+    """Returns this replica's share of the global-batch mean, `total / replicas`.
+
+    Each replica's loss is a mean over its local batch; `tf.distribute` sums
+    the replicas' gradients, so each contributes 1 / replicas of the mean.
+    """
+    if replicas > 1:
+        return total / replicas
+    return total

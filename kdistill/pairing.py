@@ -1,0 +1,321 @@
+"""Pairing a teacher with a student: teacher lists, feature views, adapters.
+
+A `Distiller` pairs its models once, when it is built: the teachers as a list
+with normalised weights, the distillation losses lined up with the student's
+outputs, a view of each model that also returns the layers feature losses
+read (so each model still runs once per step), and the adapters that map a
+student feature onto its teacher feature's shape. The checks that a teacher
+and a student fit together at all live in `kdistill.validation`
+(`check_pair`).
+"""
+
+from __future__ import annotations
+
+from kdistill import losses as losses_lib
+from kdistill import outputs, validation
+from kdistill.backend import keras, tf
+
+
+def as_teacher_list(teacher) -> list:
+    """Returns the teachers as a list: [] for None, [model] for one model.
+
+    Args:
+        teacher: A Keras model, a list of models (an ensemble), or None
+            (offline distillation).
+
+    Example:
+        >>> as_teacher_list(None)
+        []
+    """
+    if teacher is None:
+        return []
+    if isinstance(teacher, (list, tuple)):
+        if not teacher:
+            raise ValueError(
+                "Invalid value for argument `teacher`: the ensemble list is "
+                "empty. Pass one model, a list of models, or None for offline "
+                "distillation."
+            )
+        return list(teacher)
+    return [teacher]
+
+
+def teacher_weights(weights, count: int) -> list:
+    """Returns an ensemble's teacher weights, normalised to sum to 1.
+
+    Args:
+        weights: One non-negative weight per teacher, or None (equal).
+        count: How many teachers there are (0 when they are not known yet,
+            for cached outputs).
+
+    Returns:
+        A list of floats; [] for a single teacher given no weights.
+
+    Example:
+        >>> teacher_weights([1, 3], 2)
+        [0.25, 0.75]
+    """
+    if weights is None:
+        return [1.0 / count] * count if count > 1 else []
+    weights = [validation.check_non_negative(w, "teacher_weights") for w in weights]
+    if count and len(weights) != count:
+        raise ValueError(
+            "Invalid value for argument `teacher_weights`: expected one weight "
+            f"per teacher ({count}), received {len(weights)}: {weights}."
+        )
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError(
+            "Invalid value for argument `teacher_weights`: they sum to 0. Give "
+            "at least one teacher a positive weight."
+        )
+    return [w / total for w in weights]
+
+
+def bind_output_losses(losses, output_names, teacher_count: int) -> None:
+    """Lines `PerOutput` losses up with the student's outputs.
+
+    A model with several outputs needs them: a plain loss would not say which
+    outputs to match, and an ensemble distils models with one output only.
+
+    Args:
+        losses: The distillation losses.
+        output_names: The student's output names (`kdistill.outputs.names`).
+        teacher_count: How many teachers there are.
+    """
+    several = len(output_names) > 1
+    for loss in losses:
+        if isinstance(loss, losses_lib.PerOutput):
+            loss.bind(output_names)
+        elif several and not loss.uses_features:
+            raise ValueError(
+                f"Invalid value for argument `distillation_loss`: the student has "
+                f"{len(output_names)} outputs ({', '.join(output_names)}), so "
+                f"{type(loss).__name__} must say which to match. Wrap it: "
+                f"kdistill.losses.PerOutput([{type(loss).__name__}(...), None, ...]) "
+                "with one loss (or None) per output, or a dict keyed by output name."
+            )
+    if several and teacher_count > 1:
+        raise ValueError(
+            "Invalid value for argument `teacher`: a teacher ensemble distils "
+            "models with one output; this student has "
+            f"{len(output_names)}. Pass a single teacher."
+        )
+
+
+def feature_views(teachers: list, student, losses) -> tuple:
+    """Returns (teacher view, student view) for the feature losses among `losses`.
+
+    Each view is the model itself when no feature loss reads it, else a model
+    that returns its outputs followed by the named layers' outputs, in the
+    order the feature losses list them. The teacher view is None for an
+    ensemble or for offline distillation.
+
+    Args:
+        teachers: The teachers as a list (`as_teacher_list`).
+        student: The student model.
+        losses: The distillation losses.
+    """
+    feature_losses = [l for l in losses if l.uses_features]
+    if feature_losses and len(teachers) != 1:
+        raise ValueError(
+            "Feature losses ("
+            + ", ".join(type(l).__name__ for l in feature_losses)
+            + ") read one teacher's intermediate layers, so they need a "
+            "single `teacher` model"
+            + (" instead of teacher=None." if not teachers else ", not an ensemble.")
+        )
+    teacher = teachers[0] if len(teachers) == 1 else None
+    teacher_layers = [n for l in feature_losses for n in l.teacher_layers]
+    student_layers = [n for l in feature_losses for n in l.student_layers]
+    return (
+        feature_view(teacher, teacher_layers, "teacher"),
+        feature_view(student, student_layers, "student"),
+    )
+
+
+def feature_view(model, layer_names, role: str):
+    """Returns `model`, or a view of it that also outputs the named layers.
+
+    Args:
+        model: A Keras model with a layer graph, or None.
+        layer_names: The layers whose outputs to add, in order.
+        role: "teacher" or "student", for the messages.
+
+    Example:
+        >>> view = feature_view(student, ["student_hidden"], "student")
+        >>> logits, hidden = view(x)
+    """
+    if model is None or not layer_names:
+        return model
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        raise ValueError(
+            f"Feature losses need to read the {role}'s layers, but the {role} "
+            f"{model.name!r} is a subclassed model without a layer graph. Build "
+            "it as a Sequential or functional model with an Input layer."
+        )
+    available = [layer.name for layer in model.layers]
+    features = []
+    for name in layer_names:
+        if name not in available:
+            raise ValueError(
+                f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
+            )
+        features.append(model.get_layer(name).output)
+    return keras.Model(model.input, [*model.outputs, *features], name=f"{model.name}_features")
+
+
+def build_adapters(losses, teacher_view, student_view, output_count: int) -> list:
+    """Builds each feature loss's adapters, one per layer pair (None: no adapter).
+
+    Args:
+        losses: The distillation losses (only feature losses make adapters).
+        teacher_view: The teacher's feature view (`feature_views`).
+        student_view: The student's.
+        output_count: How many outputs precede the features in each view.
+
+    Returns:
+        A flat list, in the order of the feature views' extra outputs.
+    """
+    feature_losses = [l for l in losses if l.uses_features]
+    if not feature_losses:
+        return []
+    teacher_shapes = [tuple(t.shape) for t in teacher_view.outputs[output_count:]]
+    student_shapes = [tuple(t.shape) for t in student_view.outputs[output_count:]]
+    adapters, position = [], 0
+    for loss in feature_losses:
+        count = len(loss.teacher_layers)
+        made = loss.make_adapters(
+            teacher_shapes[position : position + count],
+            student_shapes[position : position + count],
+        )
+        for adapter, shape in zip(made, student_shapes[position : position + count]):
+            if adapter is not None and not adapter.built:
+                adapter.build(shape)
+        adapters.extend(made)
+        position += count
+    return adapters
+
+
+def feature_pairs(losses, adapters, teacher_features, student_features) -> list:
+    """Returns, for each feature loss in `losses`, its (teacher, student) features.
+
+    The student's features pass through their adapters, so each pair has
+    matching shapes.
+
+    Args:
+        losses: The distillation losses (others are skipped).
+        adapters: From `build_adapters`.
+        teacher_features: The teacher view's extra outputs, as a list.
+        student_features: The student view's.
+    """
+    pairs, position = [], 0
+    for loss in losses:
+        if not loss.uses_features:
+            continue
+        end = position + len(loss.teacher_layers)
+        student = [
+            adapter(f) if adapter is not None else f
+            for adapter, f in zip(adapters[position:end], student_features[position:end])
+        ]
+        pairs.append((teacher_features[position:end], student))
+        position = end
+    return pairs
+
+
+def teacher_targets(teacher_outputs, student_logits: list, output_names, weights: list):
+    """Returns what each logit loss compares the student with, and the
+    teacher logits that teacher agreement is measured against.
+
+    Args:
+        teacher_outputs: The teacher's logits (online or cached): a tensor
+            for one output, a list for several; an ensemble's stacked on
+            axis 1, (batch, teachers, classes).
+        student_logits: The student's logits, one tensor per output.
+        output_names: The student's output names, for messages.
+        weights: The ensemble's teacher weights (`teacher_weights`); [] for
+            equal weights.
+
+    Returns:
+        ``(target, reference)``: `target(loss)` gives the teacher logits for
+        `loss` (an ensemble combined as the loss combines teachers; a list
+        for several outputs), and `reference()` the teacher logits of the
+        first output (an ensemble's averaged distribution at temperature 1).
+
+    Raises:
+        ValueError: Teacher and student outputs differ in shape.
+    """
+    if len(student_logits) > 1:
+        teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_outputs)]
+        for name, t, s in zip(output_names, teacher_logits, student_logits):
+            validation.check_same_shape(t.shape, s.shape, f"outputs {name!r}")
+        return (lambda loss: teacher_logits), (lambda: teacher_logits[0])
+    teacher_logits = tf.cast(teacher_outputs, tf.float32)
+    ensemble = teacher_logits.shape.rank == student_logits[0].shape.rank + 1
+    shape = teacher_logits.shape
+    if not ensemble:
+        validation.check_same_shape(shape, student_logits[0].shape, "outputs")
+        return (lambda loss: teacher_logits), (lambda: teacher_logits)
+    validation.check_same_shape(shape[:1] + shape[2:], student_logits[0].shape, "outputs")
+    weights = list(weights) or teacher_weights(None, teacher_logits.shape[1])
+    return (
+        lambda loss: loss.combine_teachers(teacher_logits, weights),
+        lambda: losses_lib.average_distribution_logits(teacher_logits, weights, 1.0),
+    )
+
+
+def run_student(view, structure, output_count: int, feature_count: int, x, training):
+    """Runs the student's feature view once.
+
+    Args:
+        view: The student's feature view (`feature_views`).
+        structure: The student's output structure (`kdistill.outputs.structure`),
+            to pack several outputs as the student returns them.
+        output_count: How many outputs the student has.
+        feature_count: How many features the view returns after the outputs.
+        x: The batch's inputs.
+        training: Whether the student runs in training mode.
+
+    Returns:
+        ``(y_pred, predictions, features)``: the outputs in the student's
+        structure, the same as a flat list, and the features.
+    """
+    values = outputs.flat(view(x, training=training))
+    validation.check_output_count(values, output_count + feature_count, "student")
+    predictions = values[:output_count]
+    if output_count == 1:
+        return predictions[0], predictions, values[1:]
+    y_pred = tf.nest.pack_sequence_as(structure, predictions)
+    return y_pred, predictions, values[output_count:]
+
+
+def run_teacher(teachers: list, view, probabilities: list, output_count: int, feature_count, x):
+    """Runs the teacher (or each teacher of an ensemble) once, in inference mode.
+
+    Call it outside the gradient tape: no activation is kept, and the
+    results are wrapped in `stop_gradient`.
+
+    Args:
+        teachers: The teachers (`as_teacher_list`), at least one.
+        view: The single teacher's feature view (`feature_views`).
+        probabilities: Per teacher, `kdistill.outputs.probability_outputs`.
+        output_count: How many outputs the student (and teacher) has.
+        feature_count: How many features the view returns after the outputs.
+        x: The batch's inputs.
+
+    Returns:
+        ``(logits, features)``: the logits are a tensor for one output, a
+        list for several; an ensemble's are stacked on axis 1,
+        (batch, teachers, classes), and it has no features.
+    """
+    if len(teachers) == 1:
+        values = [tf.stop_gradient(v) for v in outputs.flat(view(x, training=False))]
+        validation.check_output_count(values, output_count + feature_count, "teacher")
+        logits = [outputs.as_logits(v, p) for v, p in zip(values[:output_count], probabilities[0])]
+        return (logits[0] if output_count == 1 else logits), values[output_count:]
+    logits = [
+        outputs.as_logits(tf.stop_gradient(t(x, training=False)), p[0])
+        for t, p in zip(teachers, probabilities)
+    ]
+    return tf.stack(logits, axis=1), []

@@ -1,0 +1,157 @@
+"""The one place that packs and unpacks what `fit` takes as targets.
+
+A batch's targets are the true labels, optionally packed with the teacher's
+cached outputs for offline distillation (Keras reads a third tuple element
+as sample weights, so the cached outputs travel inside the targets)::
+
+    y = {"labels": labels, "teacher_outputs": cached_outputs}
+
+For a student with several outputs, labels (and cached outputs) hold one
+entry per output: a list in output order, or a dict keyed by output name.
+`pack` builds offline targets, `split` takes a batch's targets apart once per
+step, and `per_output` lines labels up with the student's outputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdistill import outputs
+from kdistill.backend import tf
+
+LABELS_KEY = "labels"
+TEACHER_OUTPUTS_KEY = "teacher_outputs"
+
+
+def pack(labels, teacher_outputs) -> dict:
+    """Packs labels and cached teacher outputs into the targets `fit` takes.
+
+    Args:
+        labels: The true labels (sparse or one-hot; a list or dict of them
+            for a student with several outputs).
+        teacher_outputs: The teacher's outputs for the same samples.
+
+    Returns:
+        A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``.
+
+    Raises:
+        ValueError: The two hold different numbers of rows.
+
+    Example:
+        >>> pack(np.zeros(4), np.zeros((4, 10)))["teacher_outputs"].shape
+        (4, 10)
+    """
+    label_rows, teacher_rows = _rows(labels), _rows(teacher_outputs)
+    mismatched = [r for r in teacher_rows if label_rows and r != label_rows[0]]
+    if mismatched:
+        raise ValueError(
+            "Invalid value for argument `teacher_outputs`: it has "
+            f"{mismatched[0]} rows but `labels` has {label_rows[0]}. "
+            "Cache the teacher outputs from the same samples, in the same "
+            "order, as the labels."
+        )
+    return {LABELS_KEY: labels, TEACHER_OUTPUTS_KEY: teacher_outputs}
+
+
+def _rows(values) -> list:
+    """Row counts of an array, or of each array in a list or dict of them
+    (one per output of a model with several)."""
+    if isinstance(values, dict):
+        return [r for v in values.values() for r in _rows(v)]
+    if isinstance(values, (list, tuple)) and values:
+        if all(isinstance(v, (np.ndarray, tf.Tensor)) for v in values):
+            return [r for v in values for r in _rows(v)]
+    return [len(values)] if hasattr(values, "__len__") else []
+
+
+def split(y, sample_weight=None) -> tuple:
+    """Splits targets into labels, cached teacher outputs and sample weights.
+
+    Keras spreads sample weights over the structure of the targets, so with
+    offline targets they may arrive as a dict too; the labels' entry is kept.
+
+    Args:
+        y: A batch's targets (or a whole array's), packed or plain labels.
+        sample_weight: The sample weights that came with them, or None.
+
+    Returns:
+        ``(labels, teacher_outputs or None, sample_weight)``.
+
+    Example:
+        >>> labels, cached, weights = split(pack(y, t))
+    """
+    if isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y:
+        if isinstance(sample_weight, dict):
+            sample_weight = sample_weight.get(LABELS_KEY)
+        return y[LABELS_KEY], y[TEACHER_OUTPUTS_KEY], sample_weight
+    return y, None, sample_weight
+
+
+def per_output(labels, output_names) -> list:
+    """Returns the labels of a student with several outputs, one per output.
+
+    Args:
+        labels: A list (or tuple) of label arrays in output order, a dict
+            keyed by output name, or None.
+        output_names: The student's output names (`kdistill.outputs.names`).
+
+    Returns:
+        A list in output order; None for an output a dict leaves out (it
+        trains on the teacher alone), or for every output when `labels` is
+        None.
+
+    Raises:
+        ValueError: A dict names no output or cannot tell outputs apart, or
+            `labels` is not one entry per output.
+
+    Example:
+        >>> per_output({"box": b}, ["box", "cls"])
+        [b, None]
+    """
+    if labels is None:
+        return [None] * len(output_names)
+    if isinstance(labels, dict):
+        return outputs.by_name(labels, output_names, "y")
+    if isinstance(labels, (list, tuple)) and len(labels) == len(output_names):
+        if all(isinstance(v, (np.ndarray, list, tf.Tensor)) for v in labels):
+            return list(labels)
+    raise ValueError(
+        f"Invalid value for argument `y`: the student has {len(output_names)} "
+        f"outputs ({', '.join(output_names)}), so pass one array of labels per "
+        "output: a list in that order, or a dict keyed by output name."
+    )
+
+
+def teacher_outputs_per_output(teacher_outputs, count: int) -> list:
+    """Returns cached (or online) teacher outputs as a list, one per output.
+
+    A dict is taken in the order of `kdistill.outputs.names` (sorted keys).
+
+    Args:
+        teacher_outputs: One array for a single output, else a list or dict.
+        count: How many outputs the student has.
+    """
+    if count > 1 and teacher_outputs is not None:
+        return outputs.flat(teacher_outputs)
+    return [teacher_outputs]
+
+
+def label_for(labels, key):
+    """Returns one output's labels from labels in output order or by name.
+
+    Args:
+        labels: A list in output order, a dict keyed by output name, or None.
+        key: The output's position (for a list) or name (for a dict).
+
+    Returns:
+        The labels, or None when there are none for that output.
+
+    Example:
+        >>> label_for({"cls": c}, "box") is None
+        True
+    """
+    if labels is None:
+        return None
+    if isinstance(labels, dict):
+        return labels.get(key)
+    return labels[key]
