@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdistill import outputs
+from kdistill import outputs, targets
 from kdistill.backend import keras, tf
 from kdistill.losses.base import DistillationLoss, _register, get
 
@@ -100,7 +100,7 @@ class PerOutput(DistillationLoss):
         for key, loss in chosen:
             if loss is None:
                 continue
-            labels = None if y_true is None else y_true[key]
+            labels = targets.label_for(y_true, key)
             if loss.needs_labels and labels is None:
                 raise ValueError(
                     f"{type(loss).__name__} on output {key!r} needs that output's true "
