@@ -71,12 +71,12 @@ def test_non_numbers_name_their_argument(make, argument):
 
 
 @pytest.mark.parametrize("steps", [0, 2.0, True])
-def test_steps_must_be_a_positive_integer_for_every_schedule(steps):
+def test_steps_must_be_an_integer_of_at_least_one_for_every_schedule(steps):
     for make in (schedules.linear, schedules.cosine):
         with pytest.raises(ValueError) as error:
             make(1.0, 0.0, steps)
         assert str(error.value) == (
-            "Invalid value for argument `steps`. Expected a positive integer. "
+            "Invalid value for argument `steps`. Expected an integer >= 1. "
             f"Received: steps={steps!r}"
         )
 
