@@ -60,6 +60,8 @@ class Context:
         latency_samples: Samples timed for latency.
         models_dir: Where each unit's first `.tflite` file is written.
         verbose: Print per-epoch progress of each student.
+        batch_size: Batch size of the students.
+        learning_rate: Adam learning rate of the students.
     """
 
     split: data.Split
@@ -74,6 +76,8 @@ class Context:
     latency_samples: int
     models_dir: str
     verbose: bool = False
+    batch_size: int = 32
+    learning_rate: float = 1e-2
 
 
 @dataclasses.dataclass
@@ -254,7 +258,10 @@ def _train(context: Context, strategy, label: str, seed: int):
     keras.utils.set_random_seed(seed)
     student = context.architectures[label]()
     settings = training.FitSettings(
-        epochs=context.epochs, batch_size=32, learning_rate=1e-2, seed=seed
+        epochs=context.epochs,
+        batch_size=context.batch_size,
+        learning_rate=context.learning_rate,
+        seed=seed,
     )
     progress = (
         [EpochProgress(f"{strategy.name} ({label})", min_interval_s=STUDENT_PROGRESS_INTERVAL_S)]
