@@ -407,11 +407,15 @@ def _file_under_a_file(path: str) -> str | None:
     return parent if parent and not os.path.isdir(parent) else None
 
 
-def _check_input_file(flag: str, what: str) -> None:
+def _check_input_file(flag: str, what: str, must_exist: bool = False) -> None:
     path = getattr(FLAGS, flag)
     if path and os.path.isdir(path):
         raise UsageError(
             f"Invalid value for --{flag}: {path!r} is a directory. Pass the path of {what}."
+        )
+    if path and must_exist and not os.path.exists(path):
+        raise UsageError(
+            f"Invalid value for --{flag}: no file at {path!r}. Pass the path of {what}."
         )
 
 
@@ -463,7 +467,7 @@ def check_flags(command: str) -> None:
         _check_number("max_latency_ms", 0)
         _check_number("min_accuracy", 0.0, 1.0)
         for flag in ("teacher", "student"):
-            _check_input_file(flag, "a .keras file")
+            _check_input_file(flag, "a .keras file", must_exist=True)
         _check_run_flags()
     if command == "export":
         _require("model")

@@ -96,6 +96,11 @@ FLAG_CASES = {
         r"--data_path: '.*/dir' is a directory\. Pass the path of an \.npz file",
     ),
     "--teacher a directory": ("compare --teacher {tmp}/dir", 2, r"--teacher: '.*' is a directory"),
+    "missing --student file": (
+        "compare --student {tmp}/none.keras",
+        2,
+        r"--student: no file at '.*/none\.keras'\. Pass the path of a \.keras file",
+    ),
     "--output_dir a file": ("compare --output_dir {tmp}/file", 2, r"--output_dir: '.*' is a file"),
     "--output_dir under a file": (
         "compare --output_dir {tmp}/file/run",

@@ -353,3 +353,12 @@ def test_failed_strategy_resume_with_other_settings_and_overwrite(tmp_path, monk
     assert [r["strategy"] for r in result.records] == ["labels"]
     assert [r["strategy"] for r in report.load_results(out)] == ["labels"]
     assert json.load(open(os.path.join(out, "settings.json")))["strategies"] == ["labels"]
+
+
+def test_a_missing_teacher_file_leaves_no_run_behind(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"No model file at '.*missing\.keras'"):
+        small_run(str(out), teacher=str(tmp_path / "missing.keras"), strategy_names=["labels"])
+    assert not (out / "settings.json").exists() and not (out / ".lock").exists()
+    # So the corrected command is not refused as a run already there.
+    assert not compare.runner.is_run_directory(str(out))

@@ -147,6 +147,9 @@ def run(
         _check_run_directory(out, resume, overwrite)
         split = data.load(dataset, data_path, seed=seed, max_train=max_train)
         say = print if verbose else (lambda *a, **k: None)
+        for given in (teacher, student):
+            if isinstance(given, str) and not os.path.isfile(given):
+                saving.load_model(given)  # says what is missing, before settings.json is written
         defining = run_settings(
             split,
             data_path=data_path,
