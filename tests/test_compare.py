@@ -362,3 +362,14 @@ def test_a_missing_teacher_file_leaves_no_run_behind(tmp_path):
     assert not (out / "settings.json").exists() and not (out / ".lock").exists()
     # So the corrected command is not refused as a run already there.
     assert not compare.runner.is_run_directory(str(out))
+
+
+def test_settings_are_checked_before_the_output_directory_is_made(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"argument `student_widths`. Expected positive integers"):
+        small_run(str(out), student_widths=[])
+    with pytest.raises(ValueError, match=r"argument `epochs`. Expected an integer >= 1"):
+        small_run(str(out), epochs=0)
+    with pytest.raises(ValueError, match=r"argument `learning_rate`. Expected a positive number"):
+        small_run(str(out), learning_rate=0.0)
+    assert not out.exists()

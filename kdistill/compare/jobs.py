@@ -115,6 +115,19 @@ def check_workers(workers) -> int:
     return validation.check_integer(workers, "workers", minimum=1)
 
 
+def check_widths(widths) -> list:
+    """Returns `widths` as a list if it holds positive integers, else raises a clear error."""
+    widths = list(widths)
+    if not widths:
+        raise ValueError(
+            "Invalid value for argument `student_widths`. Expected positive integers. "
+            f"Received: student_widths={widths!r}"
+        )
+    for width in widths:
+        validation.check_integer(width, "student_widths", minimum=1)
+    return widths
+
+
 def architectures(student, widths, split: data.Split, unsafe_load: bool = False) -> dict:
     """`{label: make_student}`: "custom" for a given student, else "w<width>" per width.
 
@@ -134,14 +147,7 @@ def architectures(student, widths, split: data.Split, unsafe_load: bool = False)
         )
         validation.check_model(template, "student")
         return {"custom": lambda: keras.models.clone_model(template)}
-    widths = list(widths)
-    if not widths:
-        raise ValueError(
-            "Invalid value for argument `student_widths`. Expected positive integers. "
-            f"Received: student_widths={widths!r}"
-        )
-    for width in widths:
-        validation.check_integer(width, "student_widths", minimum=1)
+    widths = check_widths(widths)
     shape, classes = split.input_shape, split.num_classes
     return {f"w{w}": (lambda w=w: models.student_for(shape, classes, w)) for w in widths}
 

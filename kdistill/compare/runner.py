@@ -141,6 +141,8 @@ def run(
     validation.check_integer(seed, "seed", minimum=0)
     if max_train is not None:
         validation.check_integer(max_train, "max_train", minimum=1)
+    if student is None:
+        jobs.check_widths(student_widths)
     budget = budget or pareto.Budget()
     atomic.ensure_directory(out)
     with atomic.run_directory_lock(out):  # one writer per run directory
