@@ -1,4 +1,4 @@
-"""Atomic file writes: a temporary file beside the target, then a rename.
+"""Atomic file writes, and a lock that gives a run directory one writer.
 
 An interrupted write never leaves a truncated file at the target path: the
 target holds either its old content or the complete new one.
@@ -7,9 +7,21 @@ target holds either its old content or the complete new one.
 from __future__ import annotations
 
 import contextlib
+import datetime
+import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
+
+LOCK_FILE = ".lock"
+"""The lock file `run_directory_lock` creates in a run directory."""
+
+
+class DirectoryLockedError(FileExistsError):
+    """Another live process holds a run directory's lock."""
 
 
 def ensure_directory(directory: str) -> str:
@@ -121,3 +133,97 @@ def directory(path: str):
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
+def _read_lock(path: str) -> dict | None:
+    """The lock's holder, or None if the file is unreadable (for a moment after its
+    creation it is empty: the holder writes it just after creating it)."""
+    for _ in range(20):
+        try:
+            with open(path) as f:
+                holder = json.load(f)
+            if isinstance(holder, dict) and isinstance(holder.get("pid"), int):
+                return holder
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    return None
+
+
+def _note(message: str) -> None:
+    print(f"kdistill: note: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def run_directory_lock(directory: str, note=_note):
+    """Holds `<directory>/.lock` while the block runs: one writer per run directory.
+
+    The lock file is created with O_CREAT|O_EXCL and holds this process's id,
+    host name and start time; it is removed when the block ends, also on an
+    exception. A lock left by a process that is no longer running (same host,
+    pid not alive), or one that cannot be read, is stale: it is replaced, with
+    a one-line note.
+
+    Args:
+        directory: An existing directory.
+        note: Called with the one-line note about a stale lock.
+
+    Raises:
+        DirectoryLockedError: A running process holds the lock; the message
+            names it.
+
+    Example:
+        >>> with run_directory_lock("runs/digits"):
+        ...     write_text("runs/digits/results.json", "[]")
+    """
+    path = os.path.join(directory, LOCK_FILE)
+    host = socket.gethostname()
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    mine = {"pid": os.getpid(), "host": host, "started": started}
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder == {}:
+                continue  # removed in between: try again
+            if holder is not None and (holder.get("host") != host or _pid_alive(holder["pid"])):
+                where = "" if holder.get("host") == host else f" on host {holder.get('host')}"
+                raise DirectoryLockedError(
+                    f"{directory!r} is being written by process {holder['pid']}{where} "
+                    f"(started {holder.get('started', 'at an unknown time')}). Wait for it to "
+                    f"finish, or choose another --output_dir. If no such process runs, "
+                    f"delete {path!r}."
+                ) from None
+            what = (
+                "unreadable"
+                if holder is None
+                else f"of process {holder['pid']}, which no longer runs"
+            )
+            note(f"replaced a stale lock in {directory} ({what}).")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump(mine, f)
+        break
+    try:
+        yield path
+    finally:
+        # Remove only our own lock (never one a later run took over as stale).
+        with contextlib.suppress(OSError, ValueError):
+            with open(path) as f:
+                if json.load(f).get("pid") == os.getpid():
+                    os.remove(path)

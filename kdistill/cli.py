@@ -20,6 +20,7 @@ Run `kdistill <command> --helpfull` for every flag. The data flags
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import re
@@ -85,12 +86,23 @@ flags.DEFINE_integer(
     "workers", 1, "compare: worker processes running strategies in parallel (same results)."
 )
 flags.DEFINE_integer("repeats", 1, "compare: seeds per strategy (mean ± std).")
+flags.DEFINE_integer(
+    "latency_samples", 100, "compare: test samples timed for each model's latency."
+)
 flags.DEFINE_float("max_size_kb", None, "compare: budget, largest .tflite size in KB.")
 flags.DEFINE_float("max_latency_ms", None, "compare: budget, largest median latency per sample.")
 flags.DEFINE_float("min_accuracy", None, "compare: budget, lowest test accuracy in [0, 1].")
 flags.DEFINE_string("output_dir", None, "compare: output directory (default kdistill_runs/<time>).")
 flags.DEFINE_string(
-    "resume", None, "compare: an earlier run's directory; finished strategies are kept."
+    "resume",
+    None,
+    "compare: an earlier run's directory; finished strategies are kept. The settings "
+    "that define the run (data, teacher, students, epochs, seed, ...) must be the same.",
+)
+flags.DEFINE_boolean(
+    "overwrite",
+    False,
+    "compare: replace the run in --output_dir (its results and models are deleted).",
 )
 flags.DEFINE_string("tflite", None, "evaluate: the .tflite file to evaluate.")
 flags.DEFINE_boolean(
@@ -98,6 +110,9 @@ flags.DEFINE_boolean(
     False,
     "Allow .keras files that run stored code (lambda layers) when loaded. "
     "This executes that code: use only for files you trust.",
+)
+flags.DEFINE_boolean(
+    "debug", False, "Show the traceback of an unexpected error instead of one line."
 )
 
 
@@ -219,29 +234,38 @@ def _compare(argv) -> int:
     from kdistill import compare
     from kdistill.compare import pareto
 
-    try:
-        widths = [int(w) for w in FLAGS.student_widths]
-    except ValueError as error:
-        raise ValueError(f"--student_widths takes integers, e.g. 16,64 ({error}).") from error
     budget = pareto.Budget(FLAGS.max_size_kb, FLAGS.max_latency_ms, FLAGS.min_accuracy)
-    compare.run(
+    result = compare.run(
         dataset=FLAGS.dataset,
         data_path=FLAGS.data_path,
         teacher=FLAGS.teacher,
         student=FLAGS.student,
-        student_widths=widths,
+        student_widths=_student_widths(),
         strategy_names=FLAGS.strategies,
         repeats=FLAGS.repeats,
         budget=budget,
         output_dir=FLAGS.output_dir,
         resume=FLAGS.resume,
+        overwrite=FLAGS.overwrite,
         epochs=_epochs("compare"),
         teacher_epochs=FLAGS.teacher_epochs,
+        batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
         max_train=FLAGS.max_train,
+        latency_samples=FLAGS.latency_samples,
         unsafe_load=FLAGS.unsafe_load,
         workers=FLAGS.workers,
     )
+    failed = [r for r in result.records if r["status"] != "ok"]
+    if failed:
+        names = ", ".join(f"{r['strategy']} ({r['student']})" for r in failed)
+        raise WorkFailed(
+            f"{len(failed)} of {len(result.records)} strategies failed: {names}; the first: "
+            f"{failed[0].get('error', '')[:300]}. They are recorded as failed in "
+            f"{result.output_dir}/results.json and never recommended; fix the cause and rerun "
+            f"with --resume {result.output_dir} to retry them."
+        )
     return 0
 
 
@@ -252,7 +276,7 @@ def _epochs(command: str) -> int:
 def _require(flag_name: str) -> str:
     value = getattr(FLAGS, flag_name)
     if not value:
-        raise app.UsageError(f"--{flag_name} is required for this command.")
+        raise UsageError(f"--{flag_name} is required for this command.")
     return value
 
 
@@ -265,10 +289,10 @@ def _print_report(report: dict) -> None:
 def _export(argv) -> int:
     from kdistill import data, export, saving, tflite
 
-    model_path = _require("model")
+    model_path = FLAGS.model
     model = saving.load_model(model_path, unsafe=FLAGS.unsafe_load)
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
-    output = FLAGS.output or f"{os.path.splitext(model_path)[0]}_{FLAGS.quantization}.tflite"
+    output = _export_output()
     info = export.to_tflite(
         model,
         output,
@@ -283,10 +307,14 @@ def _export(argv) -> int:
     return 0
 
 
+def _export_output() -> str:
+    return FLAGS.output or f"{os.path.splitext(FLAGS.model)[0]}_{FLAGS.quantization}.tflite"
+
+
 def _evaluate(argv) -> int:
     from kdistill import data, tflite
 
-    path = _require("tflite")
+    path = FLAGS.tflite
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
     print(f"{path} on {split.name} ({len(split.x_test)} test samples):")
     _print_report(tflite.evaluate_tflite(path, split.x_test, split.y_test))
@@ -296,20 +324,245 @@ def _evaluate(argv) -> int:
 COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evaluate": _evaluate}
 
 
+# ---------------------------------------------------------------------------
+# Errors: one line on stderr, `kdistill <command>: error: <what and how to fix>`.
+
+
+class UsageError(ValueError):
+    """The command line is wrong (a flag's value, a missing flag): exit 2."""
+
+
+class WorkFailed(RuntimeError):
+    """The work ran but failed (a strategy, a worker process): exit 1."""
+
+
+# What the user gave is wrong (kdistill's own checks raise these): exit 2. Everything
+# else failed during the work: exit 1.
+_MISUSE = (
+    ValueError,
+    TypeError,
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def one_line(message: str) -> str:
+    """`message` with its lines joined by spaces, for a one-line error."""
+    return " ".join(line.strip() for line in str(message).splitlines() if line.strip())
+
+
+def _error(command: str | None, message: str, code: int) -> int:
+    prefix = f"kdistill {command}" if command else "kdistill"
+    print(f"{prefix}: error: {one_line(message)}", file=sys.stderr, flush=True)
+    return code
+
+
+def _invalid(flag: str, expected: str, value=None) -> UsageError:
+    shown = getattr(FLAGS, flag) if value is None else value
+    if isinstance(shown, list):
+        shown = ",".join(shown)
+    return UsageError(
+        f"Invalid value for --{flag}. Expected {expected}. Received: --{flag}={shown}"
+    )
+
+
+def _check_integer(flag: str, minimum: int) -> None:
+    value = getattr(FLAGS, flag)
+    if value is not None and value < minimum:
+        raise _invalid(flag, f"an integer >= {minimum}")
+
+
+def _check_number(flag: str, low: float, high: float | None = None, low_inclusive=False) -> None:
+    value = getattr(FLAGS, flag)
+    if value is None:
+        return
+    if high is not None:
+        ok = math.isfinite(value) and low <= value <= high
+        expected = f"a number in [{low:g}, {high:g}]"
+    else:
+        ok = math.isfinite(value) and (value >= low if low_inclusive else value > low)
+        expected = "a positive finite number" if low == 0 else f"a finite number > {low:g}"
+    if not ok:
+        raise _invalid(flag, expected)
+
+
+def _student_widths() -> list:
+    try:
+        widths = [int(w) for w in FLAGS.student_widths]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise _invalid("student_widths", "positive integers separated by commas, e.g. 16,64")
+    return widths
+
+
+def _file_under_a_file(path: str) -> str | None:
+    """The existing file among `path`'s parent directories, if any."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    return parent if parent and not os.path.isdir(parent) else None
+
+
+def _check_input_file(flag: str, what: str, must_exist: bool = False) -> None:
+    path = getattr(FLAGS, flag)
+    if path and os.path.isdir(path):
+        raise UsageError(
+            f"Invalid value for --{flag}: {path!r} is a directory. Pass the path of {what}."
+        )
+    if path and must_exist and not os.path.exists(path):
+        raise UsageError(
+            f"Invalid value for --{flag}: no file at {path!r}. Pass the path of {what}."
+        )
+
+
+def _check_output_path(flag: str, path: str | None, what: str) -> None:
+    if not path:
+        return
+    blocker = _file_under_a_file(path)
+    if blocker:
+        raise UsageError(
+            f"Invalid value for --{flag}: {path!r} lies under {blocker!r}, which is a file, "
+            f"not a directory. Choose another path for {what}."
+        )
+    if what.startswith("a directory"):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise UsageError(
+                f"Invalid value for --{flag}: {path!r} is a file. Pass {what} (a new one "
+                "or an earlier run's)."
+            )
+    elif os.path.isdir(path):
+        raise UsageError(
+            f"Invalid value for --{flag}: {path!r} is a directory. Pass {what}, e.g. "
+            f"{os.path.join(path, 'model.tflite')!r}."
+        )
+
+
+def check_flags(command: str) -> None:
+    """Checks the flags `command` uses before any work (and before TensorFlow loads).
+
+    Raises:
+        UsageError: A flag's value is invalid; the message names the flag.
+    """
+    _check_integer("seed", 0)
+    _check_integer("max_train", 1)
+    _check_input_file("data_path", "an .npz file with x_train, y_train, x_test, y_test")
+    if command in ("compare", "distill"):
+        _check_integer("epochs", 1)
+        _check_integer("teacher_epochs", 1)
+        _check_integer("batch_size", 1)
+        _check_number("learning_rate", 0)
+    if command == "distill":
+        _check_integer("student_width", 1)
+        _check_number("temperature", 0)
+        _check_number("alpha", 0.0, 1.0)
+    if command == "compare":
+        _student_widths()
+        for flag in ("repeats", "workers", "latency_samples"):
+            _check_integer(flag, 1)
+        _check_number("max_size_kb", 0)
+        _check_number("max_latency_ms", 0)
+        _check_number("min_accuracy", 0.0, 1.0)
+        for flag in ("teacher", "student"):
+            _check_input_file(flag, "a .keras file", must_exist=True)
+        _check_run_flags()
+    if command == "export":
+        _require("model")
+        _check_input_file("model", "a .keras file")
+        if FLAGS.quantization == "int8":
+            _check_integer("representative_samples", 1)
+        _check_output_path("output", _export_output(), "a .tflite file path")
+    if command == "evaluate":
+        _require("tflite")
+        _check_input_file("tflite", "a .tflite file")
+
+
+def _check_run_flags() -> None:
+    resume, output_dir = FLAGS.resume, FLAGS.output_dir
+    if resume and FLAGS.overwrite:
+        raise UsageError(
+            f"--resume and --overwrite exclude each other: --resume {resume} continues that "
+            "run, --overwrite replaces it. Give one of them."
+        )
+    if resume and not os.path.isdir(resume):
+        raise UsageError(
+            f"Invalid value for --resume: {resume!r} is not a directory of an earlier run. "
+            "Pass the --output_dir of the run to continue."
+        )
+    if resume and output_dir and os.path.realpath(resume) != os.path.realpath(output_dir):
+        raise UsageError(
+            f"--resume {resume} and --output_dir {output_dir} name different directories. "
+            f"A resumed run writes into the run it continues: give --resume {resume} alone, "
+            f"or --output_dir {output_dir} alone for a new run."
+        )
+    _check_output_path("output_dir", output_dir, "a directory for the run")
+
+
+def _command_in(argv) -> str | None:
+    """The command word of `argv` (flags may come before it), if there is one."""
+    for arg in argv[1:]:
+        if arg in COMMANDS:
+            return arg
+    return argv[1] if len(argv) > 1 and not argv[1].startswith("-") else None
+
+
+def parse_flags(argv) -> list:
+    """absl's flag parsing, with a bad flag reported as one line and exit 2."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        command = _command_in(argv)
+        sys.exit(
+            _error(
+                command,
+                f"{error}. Run `kdistill {command or '<command>'} --helpfull` for every flag.",
+                2,
+            )
+        )
+
+
 def main(argv) -> int:
-    """Runs the command named in `argv[1]` (absl's flags already parsed); returns the exit code."""
+    """Runs the command named in `argv[1]` (absl's flags already parsed); returns the exit code.
+
+    Errors are one line on stderr, `kdistill <command>: error: <message>`:
+    exit 2 when what was given is wrong (a flag, a file, the data, settings a
+    resumed run does not match), 1 when the work failed (a strategy, a worker
+    process, the disk). An unexpected error also gets one line, unless
+    --debug asks for its traceback.
+    """
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "(none)"
-        raise app.UsageError(
-            f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}."
+        return _error(
+            None,
+            f"Unknown or missing command {given}. Commands: {', '.join(COMMANDS)}. "
+            "Run `kdistill --help` for what each does.",
+            2,
         )
+    command = argv[1]
+    try:
+        check_flags(command)
+    except UsageError as error:
+        return _error(command, str(error), 2)
     load_tensorflow()
     try:
-        return COMMANDS[argv[1]](argv[2:])
-    except (ValueError, TypeError, FileNotFoundError, PermissionError) as error:
+        return COMMANDS[command](argv[2:])
+    except _MISUSE as error:
         # kdistill's errors say what to do; a traceback would bury that.
-        print(f"kdistill {argv[1]}: error: {error}", file=sys.stderr)
-        return 2
+        return _error(command, str(error), 2)
+    except (WorkFailed, RuntimeError, ArithmeticError, OSError) as error:
+        return _error(command, str(error), 1)
+    except Exception as error:
+        if FLAGS.debug:
+            raise
+        return _error(
+            command,
+            f"{type(error).__name__}: {error} (an unexpected error; rerun with --debug for "
+            "the traceback, and please report it)",
+            1,
+        )
 
 
 def run() -> None:
@@ -320,7 +573,7 @@ def run() -> None:
     for arg in sys.argv[1:]:
         if arg in ("-h", "--help", "-?", "--helpshort", "--helpfull"):
             app.usage(shorthelp=arg != "--helpfull", writeto_stdout=True, exitcode=0)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
 
 
 if multiprocessing.current_process().name != "MainProcess":

@@ -261,3 +261,115 @@ def test_a_record_off_the_front_carries_the_accuracy_of_its_tflite_file(tmp_path
     assert small["accuracy"] == large["accuracy"] == 0.75
     path = str(tmp_path / "labels-int8_large.tflite")
     assert tflite.evaluate_tflite(path, x_test, y_test, latency_samples=0)["accuracy"] == 0.75
+
+
+def fake_run(directory):
+    """A run directory as an earlier run leaves it: records, settings and a model."""
+    records = [
+        {"strategy": "kd", "student": "w8", "status": "ok", "accuracy": 0.9},
+        {"strategy": "labels", "student": "w8", "status": "ok", "accuracy": 0.8},
+    ]
+    os.makedirs(directory / "models")
+    (directory / "results.json").write_text(json.dumps(records))
+    (directory / "models" / "kd_w8.tflite").write_bytes(b"model")
+    return records
+
+
+def test_a_directory_holding_a_run_is_refused_without_resume_or_overwrite(tmp_path):
+    records = fake_run(tmp_path / "run")
+    with pytest.raises(
+        ValueError,
+        match=r"'.*run' holds an earlier run \(results.json\)\. Pass --resume .*run to "
+        r"continue it, or --overwrite to replace it",
+    ):
+        small_run(str(tmp_path / "run"), strategy_names=["labels"])
+    assert json.loads((tmp_path / "run" / "results.json").read_text()) == records
+    assert (tmp_path / "run" / "models" / "kd_w8.tflite").read_bytes() == b"model"
+
+
+def test_resume_into_another_output_dir_is_refused(tmp_path):
+    fake_run(tmp_path / "a")
+    with pytest.raises(ValueError, match=r"`resume` and `output_dir` name different directories"):
+        small_run(str(tmp_path / "b"), resume=str(tmp_path / "a"))
+    assert not (tmp_path / "b").exists()
+    with pytest.raises(ValueError, match=r"`resume` and `overwrite` exclude each other"):
+        small_run(resume=str(tmp_path / "a"), overwrite=True)
+
+
+def test_results_that_are_not_a_list_of_records_name_the_file(tmp_path):
+    (tmp_path / "results.json").write_text('{"records": []}')
+    with pytest.raises(
+        ValueError,
+        match=r"results.json' is not a list of kdistill compare records .*it holds a dict",
+    ):
+        report.load_results(str(tmp_path))
+    (tmp_path / "results.json").write_text('[{"strategy": "kd"}]')
+    with pytest.raises(ValueError, match=r'a list with the entry \{"strategy": "kd"\}'):
+        small_run(resume=str(tmp_path), strategy_names=["labels"])
+
+
+def fit_that_diverges_for(name):
+    """training.fit_student, but the strategy `name` fails as a non-finite loss does."""
+    original = jobs.training.fit_student
+
+    def fit_student(teacher, model, split, settings, strategy, **kwargs):
+        if strategy.name == name:
+            raise FloatingPointError("The loss became NaN at epoch 1, batch 3.")
+        return original(teacher, model, split, settings, strategy, **kwargs)
+
+    return fit_student
+
+
+def test_failed_strategy_resume_with_other_settings_and_overwrite(tmp_path, monkeypatch):
+    tiny = dict(strategy_names=["labels", "kd"], epochs=1, teacher_epochs=1, max_train=100)
+    out = str(tmp_path / "run")
+    monkeypatch.setattr(jobs.training, "fit_student", fit_that_diverges_for("kd"))
+    result = small_run(out, **tiny)
+    kd, labels = sorted(result.records, key=lambda r: r["strategy"])
+    assert kd["status"] == "failed" and kd["pareto"] is False
+    assert kd["error"] == "FloatingPointError: The loss became NaN at epoch 1, batch 3."
+    assert labels["status"] == "ok" and labels["pareto"] is True
+    assert result.recommendation["record"]["strategy"] == "labels"
+    assert "failed: FloatingPointError" in open(os.path.join(out, "report.md")).read()
+    stored = json.load(open(os.path.join(out, "settings.json")))
+    assert stored["strategies"] == ["labels", "kd"]
+    assert stored["defining"]["epochs"] == 1 and stored["defining"]["teacher"].startswith(
+        "built-in, 1 epochs"
+    )
+
+    # Resuming with other settings names each difference and changes nothing.
+    before = open(os.path.join(out, "results.json")).read()
+    with pytest.raises(ValueError) as error:
+        small_run(resume=out, **{**tiny, "epochs": 15, "seed": 1})
+    message = str(error.value)
+    assert f"Cannot resume '{out}' with other settings" in message
+    assert "epochs: 1 in the run, 15 now" in message and "seed: 0 in the run, 1 now" in message
+    assert "data: 'digits, sha256:" in message  # another seed splits the data otherwise
+    assert open(os.path.join(out, "results.json")).read() == before
+
+    # --overwrite replaces the run: its records, models and teacher.
+    monkeypatch.undo()
+    result = small_run(out, overwrite=True, **{**tiny, "strategy_names": ["labels"]})
+    assert [r["strategy"] for r in result.records] == ["labels"]
+    assert [r["strategy"] for r in report.load_results(out)] == ["labels"]
+    assert json.load(open(os.path.join(out, "settings.json")))["strategies"] == ["labels"]
+
+
+def test_a_missing_teacher_file_leaves_no_run_behind(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match=r"No model file at '.*missing\.keras'"):
+        small_run(str(out), teacher=str(tmp_path / "missing.keras"), strategy_names=["labels"])
+    assert not (out / "settings.json").exists() and not (out / ".lock").exists()
+    # So the corrected command is not refused as a run already there.
+    assert not compare.runner.is_run_directory(str(out))
+
+
+def test_settings_are_checked_before_the_output_directory_is_made(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"argument `student_widths`. Expected positive integers"):
+        small_run(str(out), student_widths=[])
+    with pytest.raises(ValueError, match=r"argument `epochs`. Expected an integer >= 1"):
+        small_run(str(out), epochs=0)
+    with pytest.raises(ValueError, match=r"argument `learning_rate`. Expected a positive number"):
+        small_run(str(out), learning_rate=0.0)
+    assert not out.exists()

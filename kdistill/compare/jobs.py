@@ -60,6 +60,8 @@ class Context:
         latency_samples: Samples timed for latency.
         models_dir: Where each unit's first `.tflite` file is written.
         verbose: Print per-epoch progress of each student.
+        batch_size: Batch size of the students.
+        learning_rate: Adam learning rate of the students.
     """
 
     split: data.Split
@@ -74,6 +76,8 @@ class Context:
     latency_samples: int
     models_dir: str
     verbose: bool = False
+    batch_size: int = 32
+    learning_rate: float = 1e-2
 
 
 @dataclasses.dataclass
@@ -111,6 +115,19 @@ def check_workers(workers) -> int:
     return validation.check_integer(workers, "workers", minimum=1)
 
 
+def check_widths(widths) -> list:
+    """Returns `widths` as a list if it holds positive integers, else raises a clear error."""
+    widths = list(widths)
+    if not widths:
+        raise ValueError(
+            "Invalid value for argument `student_widths`. Expected positive integers. "
+            f"Received: student_widths={widths!r}"
+        )
+    for width in widths:
+        validation.check_integer(width, "student_widths", minimum=1)
+    return widths
+
+
 def architectures(student, widths, split: data.Split, unsafe_load: bool = False) -> dict:
     """`{label: make_student}`: "custom" for a given student, else "w<width>" per width.
 
@@ -130,14 +147,7 @@ def architectures(student, widths, split: data.Split, unsafe_load: bool = False)
         )
         validation.check_model(template, "student")
         return {"custom": lambda: keras.models.clone_model(template)}
-    widths = list(widths)
-    if not widths:
-        raise ValueError(
-            "Invalid value for argument `student_widths`. Expected positive integers. "
-            f"Received: student_widths={widths!r}"
-        )
-    for width in widths:
-        validation.check_integer(width, "student_widths", minimum=1)
+    widths = check_widths(widths)
     shape, classes = split.input_shape, split.num_classes
     return {f"w{w}": (lambda w=w: models.student_for(shape, classes, w)) for w in widths}
 
@@ -254,7 +264,10 @@ def _train(context: Context, strategy, label: str, seed: int):
     keras.utils.set_random_seed(seed)
     student = context.architectures[label]()
     settings = training.FitSettings(
-        epochs=context.epochs, batch_size=32, learning_rate=1e-2, seed=seed
+        epochs=context.epochs,
+        batch_size=context.batch_size,
+        learning_rate=context.learning_rate,
+        seed=seed,
     )
     progress = (
         [EpochProgress(f"{strategy.name} ({label})", min_interval_s=STUDENT_PROGRESS_INTERVAL_S)]

@@ -40,12 +40,30 @@ def load_results(output_dir: str) -> list:
         return []
     with open(path) as f:
         try:
-            return json.load(f)
+            records = json.load(f)
         except json.JSONDecodeError as error:
             raise ValueError(
                 f"{path!r} is not valid JSON ({error}); it cannot be resumed. Remove it "
                 "or start a new --output_dir."
             ) from error
+    if not isinstance(records, list) or not all(_is_record(r) for r in records):
+        raise ValueError(
+            f"{path!r} is not a list of kdistill compare records (each a dict with "
+            f"`strategy`, `student` and `status`; it holds {_describe_json(records)}), so it "
+            "cannot be resumed. Restore the file, or start a new --output_dir."
+        )
+    return records
+
+
+def _is_record(value) -> bool:
+    return isinstance(value, dict) and {"strategy", "student", "status"} <= set(value)
+
+
+def _describe_json(value) -> str:
+    if isinstance(value, list):
+        bad = next(r for r in value if not _is_record(r))
+        return f"a list with the entry {json.dumps(bad)[:80]}"
+    return f"a {type(value).__name__}: {json.dumps(value)[:80]}"
 
 
 def write_results(output_dir: str, records: list) -> None:

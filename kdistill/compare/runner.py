@@ -21,9 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import hashlib
 import io
+import json
 import os
 import platform
+import shutil
 import time
 
 import numpy as np
@@ -71,6 +74,9 @@ def run(
     unsafe_load: bool = False,
     verbose: bool = True,
     workers: int = 1,
+    overwrite: bool = False,
+    batch_size: int = 32,
+    learning_rate: float = 1e-2,
 ) -> CompareResult:
     """Runs the strategies and writes results, report and plot.
 
@@ -87,9 +93,15 @@ def run(
             `kdistill.compare.strategies.default_names()`).
         repeats: Seeds per strategy; records report mean and std.
         budget: A `kdistill.compare.pareto.Budget` for the recommendation.
-        output_dir: Where to write (default kdistill_runs/<timestamp>).
+        output_dir: Where to write (default kdistill_runs/<timestamp>). A
+            directory that holds a run (results.json or settings.json) is
+            refused unless `resume` names it or `overwrite` is True.
         resume: An earlier run's directory: finished strategies are kept and
-            not rerun; new results are written there.
+            not rerun; new results are written there. The settings that
+            define a run must equal the stored ones (see `run_settings`);
+            strategies may be added, and the budget, `workers`,
+            `latency_samples` and `verbose` may change. `output_dir`, if
+            given, must be the same directory.
         epochs: Student training epochs.
         teacher_epochs: Epochs of the built-in teacher.
         seed: First seed; repeat i uses seed + i.
@@ -104,72 +116,294 @@ def run(
             from measured latency. Each worker loads the teacher and the
             student architecture from `.keras` files, so custom layers must
             be registered with Keras in an importable module.
+        overwrite: Replace the run in `output_dir` (its results, report,
+            teacher and models are deleted first).
+        batch_size: Batch size of the students.
+        learning_rate: Adam learning rate of the students.
 
     Returns:
         A `CompareResult`.
+
+    Raises:
+        ValueError: A setting is invalid, `output_dir` holds a run and
+            neither `resume` nor `overwrite` is given, or `resume` is given
+            settings that differ from the run's (each difference is named).
+        kdistill.atomic.DirectoryLockedError: Another running process is
+            writing to the output directory.
     """
     started = time.perf_counter()
-    names, out = _check_settings(strategy_names, repeats, workers, output_dir, resume)
+    names, out = _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite)
+    for value, name in ((epochs, "epochs"), (teacher_epochs, "teacher_epochs")):
+        validation.check_integer(value, name, minimum=1)
+    validation.check_integer(batch_size, "batch_size", minimum=1)
+    validation.check_positive(learning_rate, "learning_rate")
+    validation.check_integer(latency_samples, "latency_samples", minimum=1)
+    validation.check_integer(seed, "seed", minimum=0)
+    if max_train is not None:
+        validation.check_integer(max_train, "max_train", minimum=1)
+    if student is None:
+        jobs.check_widths(student_widths)
     budget = budget or pareto.Budget()
-    split = data.load(dataset, data_path, seed=seed, max_train=max_train)
     atomic.ensure_directory(out)
-    say = print if verbose else (lambda *a, **k: None)
+    with atomic.run_directory_lock(out):  # one writer per run directory
+        _check_run_directory(out, resume, overwrite)
+        split = data.load(dataset, data_path, seed=seed, max_train=max_train)
+        say = print if verbose else (lambda *a, **k: None)
+        for given in (teacher, student):
+            if isinstance(given, str) and not os.path.isfile(given):
+                saving.load_model(given)  # says what is missing, before settings.json is written
+        defining = run_settings(
+            split,
+            data_path=data_path,
+            teacher=teacher,
+            teacher_epochs=teacher_epochs,
+            student=student,
+            student_widths=student_widths,
+            epochs=epochs,
+            seed=seed,
+            repeats=repeats,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+        )
+        if overwrite:
+            _clear_run(out, say)
+        _store_settings(out, defining, names, resume)
 
-    teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
-    teacher_record = _measure_teacher(teacher_model, split, latency_samples, say)
-    context = jobs.Context(
-        split=split,
-        teacher=teacher_model,
-        teacher_train=cache_teacher_outputs(teacher_model, split.x_train),
-        teacher_test=training.predict_logits(teacher_model, split.x_test),
-        teacher_record=teacher_record,
-        architectures=jobs.architectures(student, student_widths, split, unsafe_load),
-        epochs=epochs,
-        seed=seed,
-        repeats=repeats,
-        latency_samples=latency_samples,
-        models_dir=os.path.join(out, "models"),
-        verbose=verbose,
-    )
-    records, units = _units(context, names, out, resume, say)
-    os.makedirs(context.models_dir, exist_ok=True)
-    runner = context
-    if workers > 1 and units:
-        given = dict(teacher=teacher, student=student, student_widths=student_widths)
-        runner = _worker_setup(context, out, given, unsafe_load, dataset, data_path, max_train)
-        say(f"Running {len(units)} strategies in {workers} worker processes ...", flush=True)
-    _run_units(runner, units, workers, records, out, started, say)
-    if runner is not context:
-        os.remove(runner.teacher_outputs_path)
+        teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
+        teacher_record = _measure_teacher(teacher_model, split, latency_samples, say)
+        context = jobs.Context(
+            split=split,
+            teacher=teacher_model,
+            teacher_train=cache_teacher_outputs(teacher_model, split.x_train),
+            teacher_test=training.predict_logits(teacher_model, split.x_test),
+            teacher_record=teacher_record,
+            architectures=jobs.architectures(student, student_widths, split, unsafe_load),
+            epochs=epochs,
+            seed=seed,
+            repeats=repeats,
+            latency_samples=latency_samples,
+            models_dir=os.path.join(out, "models"),
+            verbose=verbose,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+        )
+        records, units = _units(context, names, out, resume, say)
+        os.makedirs(context.models_dir, exist_ok=True)
+        runner = context
+        if workers > 1 and units:
+            given = dict(teacher=teacher, student=student, student_widths=student_widths)
+            runner = _worker_setup(context, out, given, unsafe_load, dataset, data_path, max_train)
+            say(f"Running {len(units)} strategies in {workers} worker processes ...", flush=True)
+        _run_units(runner, units, workers, records, out, started, say)
+        if runner is not context:
+            os.remove(runner.teacher_outputs_path)
 
-    settings = {
-        "dataset": split.name,
-        "train/val/test samples": f"{len(split.x_train)}/{len(split.x_val)}/{len(split.x_test)}",
-        "strategies": ", ".join(names),
-        "students": ", ".join(context.architectures),
-        "workers": workers,
-        "epochs": epochs,
-        "repeats": repeats,
-        "seeds": ", ".join(str(seed + i) for i in range(repeats)),
-        "budget": budget.describe(),
-    }
-    recommendation = _finish(out, records, teacher_record, budget, settings, started, say)
-    return CompareResult(records, teacher_record, recommendation, out)
+        settings = {
+            "dataset": split.name,
+            "train/val/test samples": "/".join(
+                str(len(x)) for x in (split.x_train, split.x_val, split.x_test)
+            ),
+            "strategies": ", ".join(names),
+            "students": ", ".join(context.architectures),
+            "workers": workers,
+            "epochs": epochs,
+            "batch size, learning rate": f"{batch_size}, {learning_rate:g}",
+            "repeats": repeats,
+            "seeds": ", ".join(str(seed + i) for i in range(repeats)),
+            "budget": budget.describe(),
+        }
+        recommendation = _finish(out, records, teacher_record, budget, settings, started, say)
+        return CompareResult(records, teacher_record, recommendation, out)
 
 
-def _check_settings(strategy_names, repeats, workers, output_dir, resume) -> tuple:
+SETTINGS_FILE = "settings.json"
+"""The file in a run directory that holds the settings defining the run."""
+
+_RUN_FILES = (
+    "results.json",
+    "results.csv",
+    "report.md",
+    "pareto.png",
+    SETTINGS_FILE,
+    "teacher.keras",
+    "student.keras",
+    ".teacher_outputs.npz",
+)
+
+
+def _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite) -> tuple:
     """Checks the settings before any work; returns (strategy names, output dir)."""
     names = list(strategy_names or strategies.default_names())
     for name in names:
         strategies.parse(name)
     validation.check_integer(repeats, "repeats", minimum=1)
     jobs.check_workers(workers)
+    if resume and overwrite:
+        raise ValueError(
+            f"`resume` and `overwrite` exclude each other: --resume {resume} continues that "
+            "run, --overwrite replaces it. Give one of them."
+        )
     if resume and not os.path.isdir(resume):
         raise ValueError(
             f"Invalid value for argument `resume`: {resume!r} is not a directory of an earlier run."
         )
+    if resume and output_dir and not _same_path(resume, output_dir):
+        raise ValueError(
+            f"`resume` and `output_dir` name different directories ({resume!r} and "
+            f"{output_dir!r}). A resumed run writes into the run it continues: give "
+            f"--resume {resume} alone, or --output_dir {output_dir} alone for a new run."
+        )
     timestamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return names, resume or output_dir or os.path.join("kdistill_runs", timestamp)
+
+
+def _same_path(a: str, b: str) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def is_run_directory(path: str) -> bool:
+    """Whether `path` holds a `kdistill compare` run (results.json or settings.json)."""
+    return any(os.path.exists(os.path.join(path, f)) for f in ("results.json", SETTINGS_FILE))
+
+
+def _check_run_directory(out, resume, overwrite) -> None:
+    """Refuses to write a new run over an earlier one, unless told to."""
+    if resume or overwrite or not is_run_directory(out):
+        return
+    raise ValueError(
+        f"The output directory {out!r} holds an earlier run (results.json). Pass "
+        f"--resume {out} to continue it, or --overwrite to replace it (its results and "
+        "models are deleted), or choose another --output_dir."
+    )
+
+
+def _clear_run(out, say) -> None:
+    """Deletes an earlier run's files from `out` (for `overwrite`)."""
+    if not is_run_directory(out):
+        return
+    for name in _RUN_FILES:
+        path = os.path.join(out, name)
+        if os.path.isfile(path):
+            os.remove(path)
+    shutil.rmtree(os.path.join(out, "models"), ignore_errors=True)
+    say(f"Replacing the earlier run in {out} (--overwrite).")
+
+
+def _sha256_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_arrays(arrays) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _model_fingerprint(model, trained_weights: bool) -> str:
+    """A path's file hash, or a Python model's weights (teacher) or architecture (student)."""
+    if isinstance(model, str):
+        if not os.path.isfile(model):
+            return f"{model} (not a file)"  # loading it names the problem
+        return f"file sha256:{_sha256_file(model)}"
+    if trained_weights:
+        return f"Keras model, weights sha256:{_sha256_arrays(model.get_weights())}"
+    return (
+        f"Keras model, architecture sha256:{hashlib.sha256(model.to_json().encode()).hexdigest()}"
+    )
+
+
+def run_settings(
+    split,
+    data_path,
+    teacher,
+    teacher_epochs,
+    student,
+    student_widths,
+    epochs,
+    seed,
+    repeats,
+    batch_size,
+    learning_rate,
+) -> dict:
+    """The settings that define a run's records, as stored in settings.json.
+
+    A resumed run must have equal settings, so its records compare with the
+    earlier ones: the data (by a sha256 of the loaded arrays, so `max_train`,
+    the split's seed and the file's content all count), the teacher (a file's
+    sha256, a given model's weights, or the built-in teacher and its epochs),
+    the students (widths, or a file's sha256), epochs, seed, repeats, batch
+    size, learning rate, and the Keras in use. Settings that only change the
+    recommendation (the budget) or how the run is carried out (`workers`,
+    `latency_samples`, `verbose`) are not stored and may change; strategies
+    are stored apart, and a resumed run may add new ones.
+
+    Returns:
+        A dict of JSON values, by setting name.
+    """
+    arrays = (split.x_train, split.y_train, split.x_val, split.y_val, split.x_test, split.y_test)
+    return {
+        "data": f"{split.name}, sha256:{_sha256_arrays(arrays)}",
+        "teacher": (
+            f"built-in, {teacher_epochs} epochs"
+            if teacher is None
+            else _model_fingerprint(teacher, trained_weights=True)
+        ),
+        "students": (
+            f"built-in, widths {list(student_widths)}"
+            if student is None
+            else _model_fingerprint(student, trained_weights=False)
+        ),
+        "epochs": epochs,
+        "seed": seed,
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "keras": backend.KERAS_NAME,
+    }
+
+
+def _store_settings(out, defining, names, resume) -> None:
+    """Writes settings.json; on resume, first refuses settings that differ from it."""
+    path = os.path.join(out, SETTINGS_FILE)
+    stored_names = []
+    if resume and os.path.exists(path):
+        try:
+            with open(path) as f:
+                stored = json.load(f)
+            before, stored_names = stored["defining"], list(stored["strategies"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{path!r} is not a kdistill settings file ({error}), so --resume cannot "
+                "check that the run's settings match. Restore it, or start a new --output_dir."
+            ) from error
+        differences = [
+            f"{key}: {before.get(key)!r} in the run, {value!r} now"
+            for key, value in defining.items()
+            if before.get(key) != value
+        ]
+        if differences:
+            raise ValueError(
+                f"Cannot resume {out!r} with other settings than it was run with ("
+                + "; ".join(differences)
+                + "). Its records would not compare with new ones: resume with the run's "
+                "settings (strategies may be added), or start a new --output_dir."
+            )
+    elif resume and report.load_results(out):
+        raise ValueError(
+            f"{out!r} holds results but no {SETTINGS_FILE}, so --resume cannot check that "
+            "the settings match. Start a new --output_dir (or --overwrite it)."
+        )
+    names = stored_names + [n for n in names if n not in stored_names]
+    atomic.write_text(
+        path, json.dumps({"defining": defining, "strategies": names}, indent=2) + "\n"
+    )
 
 
 def _measure_teacher(teacher_model, split, latency_samples, say) -> dict:
@@ -218,6 +452,7 @@ def _worker_setup(
     atomic.write_bytes(outputs_path, buffer.getvalue())
     teacher_path = os.path.join(out, "teacher.keras")  # the built-in teacher, saved by _teacher
     fields = ("teacher_record", "epochs", "seed", "repeats", "latency_samples", "models_dir")
+    fields += ("batch_size", "learning_rate")
     return jobs.WorkerSetup(
         dataset=dataset,
         data_path=data_path,
