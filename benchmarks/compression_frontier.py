@@ -8,11 +8,11 @@ size whose accuracy (the mean over seeds) stays within 1 point of the teacher.
 Every model is built and trained after seeding with its own seed, so each row
 is reproducible on its own, whatever else the run trains.
 
-    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz
+    python benchmarks/compression_frontier.py --data_path path/to/mnist.npz
     # The sizes near the 1-point line, over three seeds, in a second results file:
-    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz \
+    python benchmarks/compression_frontier.py --data_path path/to/mnist.npz \
         --ratios 10,30 --seeds 0,1,2 --results_name compression_frontier_seeds
-    python benchmarks/compression_frontier.py --data_path ../shared/data/mnist.npz \
+    python benchmarks/compression_frontier.py --data_path path/to/mnist.npz \
         --ratios 3,100 --seeds 0,1,2 --results_name compression_frontier_seeds_ends
     # One table and plot of both (same seeded teacher):
     python benchmarks/compression_frontier.py \

@@ -14,9 +14,9 @@ translation layer does not compile with XLA, and a compilable rewrite of it
 ran 2-4x slower. Students train with XLA and 16 steps per execution (20
 epochs of 128).
 
-    python benchmarks/hinton_mnist.py --data_path ../shared/data/mnist.npz
+    python benchmarks/hinton_mnist.py --data_path path/to/mnist.npz
     # Fewer configurations, trained twice as long, in a second results file:
-    python benchmarks/hinton_mnist.py --data_path ../shared/data/mnist.npz \
+    python benchmarks/hinton_mnist.py --data_path path/to/mnist.npz \
         --student_epochs 40 --temperatures 20 --results_name hinton_mnist_40_epochs
     python benchmarks/hinton_mnist.py --smoke
 """
@@ -92,7 +92,7 @@ def errors(model, split):
 
 def main(argv):
     if not FLAGS.data_path and not FLAGS.smoke:
-        raise app.UsageError("--data_path to MNIST is required (e.g. ../shared/data/mnist.npz).")
+        raise app.UsageError("--data_path to MNIST is required (e.g. path/to/mnist.npz).")
     split = common.load(FLAGS.data_path, FLAGS.smoke)
     teacher_epochs = 1 if FLAGS.smoke else FLAGS.teacher_epochs
     student_epochs = 1 if FLAGS.smoke else FLAGS.student_epochs

@@ -25,7 +25,7 @@ pair of that benchmark and one setting (jit_compile, steps_per_execution):
   tracer level of 3 did not change that here), so a later profile would
   leave them out.
 
-    python benchmarks/step_profile.py --data_path ../shared/data/mnist.npz
+    python benchmarks/step_profile.py --data_path path/to/mnist.npz
     python benchmarks/step_profile.py --smoke        # seconds; what CI runs
 
 Kernel times come from the profiler's host trace, which itself costs time;

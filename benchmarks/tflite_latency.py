@@ -6,7 +6,7 @@ files (LiteRT interpreter, batch 1): median and p95 latency per sample, file
 size and gzip size. TensorFlow and the interpreter both run on `--threads`
 threads (default 1), set before TensorFlow starts, so training runs on them too.
 
-    python benchmarks/tflite_latency.py --data_path ../shared/data/mnist.npz
+    python benchmarks/tflite_latency.py --data_path path/to/mnist.npz
     python benchmarks/tflite_latency.py --smoke
 """
 

@@ -24,7 +24,7 @@ guests ("steal" time in /proc/stat); a round in which it took more than
 times), and the results record how many rounds were repeated and the share
 stolen in each kept one.
 
-    python benchmarks/throughput.py --data_path ../shared/data/mnist.npz
+    python benchmarks/throughput.py --data_path path/to/mnist.npz
     python benchmarks/throughput.py --smoke        # seconds; what CI runs
 
 Two focused modes rerun a subset of the variants for more rounds, to resolve

@@ -1,7 +1,7 @@
 """Compare compression strategies from Python, with a size budget.
 
     python examples/compare_strategies.py                     # digits, about 1 minute
-    python examples/compare_strategies.py --data_path ../shared/data/mnist.npz --max_train 10000
+    python examples/compare_strategies.py --data_path path/to/mnist.npz --max_train 10000
 
 Prints the table and the recommendation, and leaves results.json, report.md
 and pareto.png in --output_dir.
@@ -18,6 +18,7 @@ from kdistill.compare import pareto  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "An MNIST-layout .npz file; digits when unset.")
 flags.DEFINE_string("output_dir", "kdistill_runs/example", "Where results go.")
+flags.DEFINE_bool("overwrite", False, "Replace an earlier run in --output_dir.")
 flags.DEFINE_integer("epochs", 20, "Student epochs.")
 flags.DEFINE_integer("max_train", None, "Use at most this many training samples.")
 flags.DEFINE_float("max_size_kb", 8.0, "Size budget of the shipped .tflite file.")
@@ -34,6 +35,7 @@ def main(argv):
         teacher_epochs=FLAGS.epochs,
         max_train=FLAGS.max_train,
         output_dir=FLAGS.output_dir,
+        overwrite=FLAGS.overwrite,
         verbose=False,
     )
     front = [r for r in result.records if r["pareto"]]

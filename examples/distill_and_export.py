@@ -5,7 +5,7 @@ quantization mode, and prints a table of accuracy (measured on the .tflite
 files), size and per-sample latency.
 
     python examples/distill_and_export.py                      # digits, offline
-    python examples/distill_and_export.py --data_path ../shared/data/mnist.npz
+    python examples/distill_and_export.py --data_path path/to/mnist.npz
 """
 
 import os
