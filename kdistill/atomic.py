@@ -135,6 +135,37 @@ def directory(path: str):
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_run_arguments(resume: str | None, output_dir: str | None, overwrite: bool) -> None:
+    """Refuses `resume`/`output_dir`/`overwrite` combinations that cannot mean one run.
+
+    Shared by `kdistill.compare.run` and the command line (which checks before
+    TensorFlow loads).
+
+    Raises:
+        ValueError: `resume` with `overwrite`; `resume` that is not a
+            directory; `resume` and `output_dir` naming different directories.
+
+    Example:
+        >>> check_run_arguments(None, "runs/a", overwrite=False)
+    """
+    if resume and overwrite:
+        raise ValueError(
+            f"--resume and --overwrite exclude each other: --resume {resume} continues that "
+            "run, --overwrite replaces it. Give one of them."
+        )
+    if resume and not os.path.isdir(resume):
+        raise ValueError(
+            f"Invalid value for --resume: {resume!r} is not a directory of an earlier run. "
+            "Pass the --output_dir of the run to continue."
+        )
+    if resume and output_dir and os.path.realpath(resume) != os.path.realpath(output_dir):
+        raise ValueError(
+            f"--resume {resume} and --output_dir {output_dir} name different directories. "
+            f"A resumed run writes into the run it continues: give --resume {resume} alone, "
+            f"or --output_dir {output_dir} alone for a new run."
+        )
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -35,6 +35,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from kdistill import atomic  # noqa: E402
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum(
@@ -482,22 +484,10 @@ def check_flags(command: str) -> None:
 
 def _check_run_flags() -> None:
     resume, output_dir = FLAGS.resume, FLAGS.output_dir
-    if resume and FLAGS.overwrite:
-        raise UsageError(
-            f"--resume and --overwrite exclude each other: --resume {resume} continues that "
-            "run, --overwrite replaces it. Give one of them."
-        )
-    if resume and not os.path.isdir(resume):
-        raise UsageError(
-            f"Invalid value for --resume: {resume!r} is not a directory of an earlier run. "
-            "Pass the --output_dir of the run to continue."
-        )
-    if resume and output_dir and os.path.realpath(resume) != os.path.realpath(output_dir):
-        raise UsageError(
-            f"--resume {resume} and --output_dir {output_dir} name different directories. "
-            f"A resumed run writes into the run it continues: give --resume {resume} alone, "
-            f"or --output_dir {output_dir} alone for a new run."
-        )
+    try:
+        atomic.check_run_arguments(resume, output_dir, FLAGS.overwrite)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     _check_output_path("output_dir", output_dir, "a directory for the run")
 
 

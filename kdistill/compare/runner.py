@@ -238,27 +238,9 @@ def _check_settings(strategy_names, repeats, workers, output_dir, resume, overwr
         strategies.parse(name)
     validation.check_integer(repeats, "repeats", minimum=1)
     jobs.check_workers(workers)
-    if resume and overwrite:
-        raise ValueError(
-            f"`resume` and `overwrite` exclude each other: --resume {resume} continues that "
-            "run, --overwrite replaces it. Give one of them."
-        )
-    if resume and not os.path.isdir(resume):
-        raise ValueError(
-            f"Invalid value for argument `resume`: {resume!r} is not a directory of an earlier run."
-        )
-    if resume and output_dir and not _same_path(resume, output_dir):
-        raise ValueError(
-            f"`resume` and `output_dir` name different directories ({resume!r} and "
-            f"{output_dir!r}). A resumed run writes into the run it continues: give "
-            f"--resume {resume} alone, or --output_dir {output_dir} alone for a new run."
-        )
+    atomic.check_run_arguments(resume, output_dir, overwrite)
     timestamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     return names, resume or output_dir or os.path.join("kdistill_runs", timestamp)
-
-
-def _same_path(a: str, b: str) -> bool:
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def is_run_directory(path: str) -> bool:
