@@ -1,0 +1,263 @@
+"""Every kind of student a Keras user brings exports, and the file agrees with Keras.
+
+Each kind is a tiny model trained for a moment on a task it can learn (so its
+outputs have margins that quantization does not flip), converted in every
+quantization mode and run by LiteRT on the same inputs: the file must pick the
+same class as the Keras model on >= 99% of them (issue #25).
+"""
+
+import numpy as np
+import pytest
+
+from kdistill import export, tflite
+from kdistill.backend import keras
+
+N = 200
+CLASSES = 3
+
+
+def _image_data(side=8, channels=1, seed=0):
+    # The class is the brightest of three horizontal bands.
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, N)
+    x = rng.uniform(0, 0.5, (N, side, side, channels)).astype("float32")
+    band = side // CLASSES
+    for i, c in enumerate(y):
+        x[i, c * band : (c + 1) * band] += 0.5
+    return x, y
+
+
+def _table_data(features=6, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, features)).astype("float32")
+    return x, np.argmax(x[:, :CLASSES], axis=1)
+
+
+def _token_data(length=10, seed=0):
+    # Class c draws its tokens from ids 1 + 4c ... 4 + 4c; 0 pads the end.
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, CLASSES, N)
+    ids = 1 + 4 * y[:, None] + rng.integers(0, 4, (N, length))
+    lengths = rng.integers(3, length + 1, N)
+    ids[np.arange(length)[None, :] >= lengths[:, None]] = 0
+    return ids.astype("int32"), y
+
+
+def _mlp_layers(units=16):
+    return [keras.layers.Dense(units, activation="relu"), keras.layers.Dense(CLASSES)]
+
+
+def sequential_with_input():
+    x, y = _table_data()
+    return keras.Sequential([keras.Input((6,)), *_mlp_layers()]), x, y
+
+
+def sequential_without_input():
+    x, y = _table_data()
+    model = keras.Sequential(_mlp_layers())
+    model(x[:1])
+    return model, x, y
+
+
+def functional_cnn():
+    x, y = _image_data()
+    inputs = keras.Input((8, 8, 1))
+    h = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D()(h))
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
+
+
+def _two_input_data():
+    image, y = _image_data()
+    table = np.random.default_rng(1).normal(size=(N, 5)).astype("float32")
+    return {"image": image, "table": table}, y
+
+
+def _two_input_graph():
+    image = keras.Input((8, 8, 1), name="image")
+    table = keras.Input((5,), name="table")
+    h = keras.layers.Conv2D(4, 3, activation="relu")(image)
+    h = keras.layers.Flatten()(keras.layers.MaxPooling2D()(h))
+    h = keras.layers.Concatenate()([h, keras.layers.Dense(4)(table)])
+    return image, table, keras.layers.Dense(CLASSES)(keras.layers.Dense(16, "relu")(h))
+
+
+def two_inputs_list():
+    x, y = _two_input_data()
+    image, table, outputs = _two_input_graph()
+    return keras.Model([image, table], outputs), [x["image"], x["table"]], y
+
+
+def two_inputs_dict():
+    x, y = _two_input_data()
+    image, table, outputs = _two_input_graph()
+    return keras.Model({"image": image, "table": table}, outputs), x, y
+
+
+def nested():
+    x, y = _table_data()
+    inner = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, "relu")], name="inner")
+    inputs = keras.Input((6,))
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(inner(inputs))), x, y
+
+
+class TwoLayers(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(16, activation="relu")
+        self.out = keras.layers.Dense(CLASSES)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+
+def subclassed():
+    x, y = _table_data()
+    model = TwoLayers()
+    model(x[:1])
+    return model, x, y
+
+
+def text_pooling():
+    x, y = _token_data()
+    inputs = keras.Input((10,), dtype="int32")
+    h = keras.layers.Embedding(16, 8, mask_zero=True)(inputs)
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
+
+
+def text_lstm():
+    x, y = _token_data()
+    inputs = keras.Input((10,), dtype="int32")
+    h = keras.layers.Embedding(16, 8, mask_zero=True)(inputs)
+    h = keras.layers.LSTM(8)(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
+
+
+def mobilenet():
+    x, y = _image_data(side=32, channels=3)
+    model = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3),
+        weights=None,
+        classes=CLASSES,
+        include_top=True,
+        classifier_activation=None,
+        minimalistic=True,
+        alpha=0.75,
+    )
+    return model, x * 255.0, y
+
+
+KINDS = {
+    "sequential with Input": sequential_with_input,
+    "sequential without Input": sequential_without_input,
+    "functional": functional_cnn,
+    "two inputs as a list": two_inputs_list,
+    "two inputs as a dict": two_inputs_dict,
+    "nested": nested,
+    "subclassed": subclassed,
+    "text, pooling": text_pooling,
+    "MobileNetV3Small": pytest.param(mobilenet, marks=pytest.mark.slow),
+}
+
+
+def trained(build, epochs=30):
+    keras.utils.set_random_seed(0)
+    model, x, y = build()
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.02),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    history = model.fit(x, y, epochs=epochs, batch_size=32, verbose=0).history
+    return model, x, y, history["accuracy"][-1]
+
+
+@pytest.mark.parametrize("build", KINDS.values(), ids=KINDS.keys())
+def test_every_kind_exports_in_every_mode_and_agrees_with_keras(build, tmp_path):
+    model, x, y, accuracy = trained(build)
+    assert accuracy > 0.9  # the margins the int8 check relies on are there
+    reference = model.predict(x, verbose=0)
+    for mode in export.QUANTIZATIONS:
+        info = export.to_tflite(model, str(tmp_path / f"{mode}.tflite"), mode, x)
+        report = tflite.evaluate_tflite(
+            info["path"], x, y, reference_logits=reference, latency_samples=0
+        )
+        assert report["agreement"] >= 0.99, (mode, report)
+        assert report["accuracy"] >= accuracy - 0.02, (mode, report)
+
+
+# -- several inputs ----------------------------------------------------------------
+
+
+def _ids_and_image_model():
+    image = keras.Input((4,), name="image")
+    ids = keras.Input((3,), name="token_ids", dtype="int32")
+    h = keras.layers.Flatten()(keras.layers.Embedding(10, 2)(ids))
+    outputs = keras.layers.Dense(CLASSES)(keras.layers.Concatenate()([image, h]))
+    return keras.Model({"image": image, "token_ids": ids}, outputs)
+
+
+def _ids_and_image_data(n=40):
+    rng = np.random.default_rng(0)
+    return {
+        "image": rng.normal(size=(n, 4)).astype("float32"),
+        "token_ids": rng.integers(0, 10, (n, 3)).astype("int32"),
+    }
+
+
+@pytest.mark.parametrize("mode", ["none", "int8"])
+def test_each_input_keeps_its_name_shape_and_dtype_in_the_file(mode):
+    x = _ids_and_image_data()
+    runner = tflite.TFLiteModel(export.convert(_ids_and_image_model(), mode, x))
+    specs = {spec.name: spec for spec in runner.input_specs}
+    assert sorted(specs) == ["image", "token_ids"]
+    assert specs["token_ids"].dtype == np.int32  # integer ids stay integer, also in int8
+    assert specs["token_ids"].shape == (None, 3)
+    assert specs["image"].dtype == np.float32
+    assert specs["image"].shape == (None, 4)
+
+
+def test_inputs_are_matched_by_name_whatever_the_order_given():
+    model = _ids_and_image_model()
+    x = _ids_and_image_data()
+    reference = model.predict(x, verbose=0)
+    runner = tflite.TFLiteModel(export.convert(model))
+    reordered = {"token_ids": x["token_ids"], "image": x["image"]}
+    in_order = [x[name] for name in runner.input_names]
+    for given in (x, reordered, in_order):
+        np.testing.assert_allclose(runner.predict(given), reference, atol=1e-5)
+
+
+def test_a_missing_or_unknown_input_name_lists_the_expected_names():
+    model = _ids_and_image_model()
+    x = _ids_and_image_data()
+    flatbuffer = export.convert(model)
+    with pytest.raises(
+        ValueError,
+        match=r"Expected a dict with the keys \['image', 'token_ids'\]\. Received keys: "
+        r"\['image', 'tokens'\] \(missing \['token_ids'\], unknown \['tokens'\]\)",
+    ):
+        tflite.evaluate_tflite(flatbuffer, {"image": x["image"], "tokens": x["token_ids"]})
+    with pytest.raises(ValueError, match=r"argument `x`: the model takes 2 inputs .*Received: "):
+        tflite.evaluate_tflite(flatbuffer, x["image"])
+    with pytest.raises(ValueError, match=r"argument `representative_data`: its keys do not"):
+        export.convert(model, "int8", {"image": x["image"]})
+
+
+def test_export_callback_exports_a_two_input_student(tmp_path):
+    from kdistill.callbacks import ExportTFLite
+
+    model = _ids_and_image_model()
+    x = _ids_and_image_data()
+    y = np.argmax(x["image"][:, :CLASSES], axis=1)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    callback = ExportTFLite(str(tmp_path / "s.tflite"), "int8", representative_data=x)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[callback])
+    report = tflite.evaluate_tflite(
+        callback.info["path"], x, y, reference_logits=model.predict(x, verbose=0)
+    )
+    assert report["agreement"] >= 0.95
+    assert callback.info["quantization"] == "int8"
