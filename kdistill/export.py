@@ -43,8 +43,9 @@ def convert(
     Every model input becomes a file input with its own name, shape and dtype
     (integer token ids stay integer). A model that computes in float16 or
     bfloat16 (mixed precision) is exported as a float32 copy with the same
-    weights. A recurrent model (LSTM, GRU) gets a fixed batch size of 1 so its
-    loops lower to TFLite's built-in ops; it needs a fixed sequence length.
+    weights. A recurrent model (LSTM, GRU) needs a fixed sequence length; its
+    file has a batch size of 1 so the loop lowers to TFLite's built-in ops
+    (for "int8", its layers are unrolled instead: any batch size).
 
     Args:
         model: A Keras 3 or tf_keras model (strip tfmot wrappers first).
@@ -74,9 +75,7 @@ def convert(
     samples = None
     if representative_data is not None:
         samples = input_specs.arrange(representative_data, specs, "representative_data")
-    if float32_copy:
-        model = convertible.float32_copy(model)
-    batch = convertible.fixed_batch(model, specs)
+    model, batch = convertible.prepare(model, specs, quantization, float32_copy)
     function = _serving_function(model, specs, structure, batch)
     # Without a trackable object the converter freezes variables into
     # constants, the layout phones run fastest (and that weight_sparsity reads).
@@ -255,8 +254,10 @@ def _check_int8(flatbuffer: bytes) -> None:
             raise ValueError(
                 f'The quantization="int8" conversion left the {op["op_name"]} op on float '
                 f"tensors (e.g. {touched[0]!r}), so the file is not an int8 model and was "
-                "not written. Pass representative data like the training inputs (finite, "
-                'a few hundred samples), or choose quantization="dynamic" or "float16".'
+                "not written. Either the representative data gave the calibrator no "
+                "ranges (pass a few hundred finite training inputs), or TFLite has no "
+                f"int8 kernel for {op['op_name']} here (e.g. a masked LSTM): then choose "
+                'quantization="dynamic" or "float16".'
             )
 
 

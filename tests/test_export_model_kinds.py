@@ -134,6 +134,31 @@ def text_lstm():
     return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
 
 
+def _sequence_data(length=10, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, length, 4)).astype("float32")
+    return x, np.argmax(x[:, :, :CLASSES].mean(axis=1), axis=1)
+
+
+def recurrent_lstm():
+    x, y = _sequence_data()
+    inputs = keras.Input((10, 4))
+    h = keras.layers.LSTM(8)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
+
+
+def recurrent_bidirectional_gru():
+    x, y = _sequence_data()
+    model = keras.Sequential(
+        [
+            keras.Input((10, 4)),
+            keras.layers.Bidirectional(keras.layers.GRU(6)),
+            keras.layers.Dense(CLASSES),
+        ]
+    )
+    return model, x, y
+
+
 def mobilenet():
     x, y = _image_data(side=32, channels=3)
     model = keras.applications.MobileNetV3Small(
@@ -157,6 +182,8 @@ KINDS = {
     "nested": nested,
     "subclassed": subclassed,
     "text, pooling": text_pooling,
+    "recurrent, LSTM": recurrent_lstm,
+    "recurrent, bidirectional GRU": recurrent_bidirectional_gru,
     "MobileNetV3Small": pytest.param(mobilenet, marks=pytest.mark.slow),
 }
 
@@ -261,3 +288,41 @@ def test_export_callback_exports_a_two_input_student(tmp_path):
     )
     assert report["agreement"] >= 0.95
     assert callback.info["quantization"] == "int8"
+
+
+# -- recurrent students ------------------------------------------------------------
+
+
+def test_masked_lstm_text_student_exports_except_as_int8_which_says_why(tmp_path):
+    model, x, y, accuracy = trained(text_lstm)
+    reference = model.predict(x, verbose=0)
+    for mode in ("none", "dynamic", "float16"):
+        info = export.to_tflite(model, str(tmp_path / f"{mode}.tflite"), mode)
+        runner = tflite.TFLiteModel(info["path"])
+        assert runner.input_specs[0].dtype == np.int32
+        assert runner.fixed_batch == 1  # the loop needs static shapes
+        report = tflite.evaluate_tflite(
+            info["path"], x, y, reference_logits=reference, latency_samples=3
+        )
+        assert report["agreement"] >= 0.99, (mode, report)
+    # The unrolled masked LSTM keeps a float op that TFLite has no int8 kernel for.
+    with pytest.raises(ValueError, match=r'"int8" conversion left the \w+ op on float tensors'):
+        export.to_tflite(model, str(tmp_path / "int8.tflite"), "int8", x)
+    assert not (tmp_path / "int8.tflite").exists()
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "GRU"])
+def test_recurrent_layer_over_sequences_of_unknown_length_names_the_layer_and_the_fix(
+    layer, tmp_path
+):
+    inputs = keras.Input((None,), dtype="int32", name="tokens")
+    h = keras.layers.Embedding(16, 4)(inputs)
+    h = getattr(keras.layers, layer)(4, name="recurrent")(h)
+    model = keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
+    with pytest.raises(
+        ValueError,
+        match=rf"The {layer} layer 'recurrent' runs over sequences of unknown length \(the "
+        r"model input 'tokens' has shape \(None, None\)\).*keras.Input\(\(64,\)\)",
+    ):
+        export.to_tflite(model, str(tmp_path / "m.tflite"))
+    assert not (tmp_path / "m.tflite").exists()
