@@ -326,3 +326,65 @@ def test_recurrent_layer_over_sequences_of_unknown_length_names_the_layer_and_th
     ):
         export.to_tflite(model, str(tmp_path / "m.tflite"))
     assert not (tmp_path / "m.tflite").exists()
+
+
+# -- mixed precision -------------------------------------------------------------
+
+
+def _under_policy(policy, build):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        return build()
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_cnn_exports_a_float32_copy_that_agrees_with_keras(policy, tmp_path):
+    float_model, x, y, _ = trained(functional_cnn)
+    model, _, _ = _under_policy(policy, functional_cnn)
+    assert model.layers[1].compute_dtype == policy.removeprefix("mixed_")
+    model.set_weights(float_model.get_weights())
+    reference = model.predict(x, verbose=0)
+    for mode in export.QUANTIZATIONS:
+        # Exported while the mixed policy is in force: it is in force afterwards too.
+        info = _under_policy(
+            policy,
+            lambda mode=mode: export.to_tflite(model, str(tmp_path / "m.tflite"), mode, x),
+        )
+        report = tflite.evaluate_tflite(
+            info["path"], x, y, reference_logits=reference, latency_samples=0
+        )
+        assert report["agreement"] >= 0.99, (mode, report)
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert model.layers[1].compute_dtype == policy.removeprefix("mixed_")  # left as it was
+
+
+class HalfPrecisionBlock(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(CLASSES)
+
+    def call(self, x):
+        return self.dense(x)
+
+    def get_config(self):
+        raise NotImplementedError("no config")
+
+
+def test_mixed_precision_model_that_cannot_be_rebuilt_says_what_to_do_and_keeps_the_policy():
+    x, _ = _table_data()
+    model = _under_policy("mixed_float16", HalfPrecisionBlock)
+    model(x[:1])
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        with pytest.raises(
+            ValueError,
+            match=r"computes in half precision, so kdistill exports a copy of it .*could "
+            r"not rebuild it .*set_global_policy\(\"float32\"\)",
+        ):
+            export.convert(model, representative_data=x)
+        assert keras.mixed_precision.global_policy().name == "mixed_float16"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
