@@ -307,7 +307,7 @@ def _class_ids(y, count: int, classes: int) -> np.ndarray:
         index = int(np.argmax(y != np.round(y))) if y.dtype.kind == "f" else 0
         raise ValueError(
             f"Invalid value for argument `y`: expected integer class ids, but it holds "
-            f"{y[index]!r} at index {index}. Pass the class ids, not scores or names."
+            f"{y[index]} at index {index}. Pass the class ids, not scores or names."
         )
     outside = (y < 0) | (y >= classes)
     if outside.any():
