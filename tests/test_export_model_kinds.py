@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kdistill import convertible, export, tflite
-from kdistill.backend import keras
+from kdistill.backend import keras, tf
 
 N = 200
 CLASSES = 3
@@ -285,6 +285,25 @@ def test_a_missing_or_unknown_input_name_lists_the_expected_names():
         tflite.evaluate_tflite(flatbuffer, x["image"])
     with pytest.raises(ValueError, match=r"argument `representative_data`: its keys do not"):
         export.convert(model, "int8", {"image": x["image"]})
+
+
+def test_int8_io_quantizes_the_float_input_and_passes_integer_ids_as_they_are():
+    model = _ids_and_image_model()
+    x = _ids_and_image_data()
+    runner = tflite.TFLiteModel(export.convert(model, "int8", x, int8_io=True))
+    dtypes = {d["name"]: d["dtype"] for d in runner._interpreter.get_input_details()}
+    assert dtypes == {"image": np.int8, "token_ids": np.int32}
+    reference = model.predict(x, verbose=0)
+    assert np.mean(np.argmax(runner.predict(x), -1) == np.argmax(reference, -1)) >= 0.95
+
+
+def test_saved_model_serves_every_input_by_name(tmp_path):
+    model = _ids_and_image_model()
+    x = _ids_and_image_data()
+    path = export.to_saved_model(model, str(tmp_path / "saved"))
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    served = serve(**{name: tf.constant(value) for name, value in x.items()})["output"]
+    np.testing.assert_allclose(served.numpy(), model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_export_callback_exports_a_two_input_student(tmp_path):
