@@ -5,6 +5,12 @@ optional quantization; `to_saved_model` writes a SavedModel for TensorFlow
 Serving and GPUs. Every file is written atomically. Running and measuring the
 files (`TFLiteModel`, `evaluate_tflite`) is `kdistill.tflite`'s job.
 
+Any student exports: each of several inputs keeps its name, shape and dtype
+(`kdistill.input_specs`); a mixed-precision student is exported as a float32
+copy and a recurrent one with a fixed-shape signature (`kdistill.convertible`).
+Representative data is checked first (finite, non-empty, of the model's
+shapes), and an "int8" file that came out with float ops is an error.
+
 Quantization modes:
 
 | mode      | weights | activations | needs representative data |

@@ -72,7 +72,8 @@ def of_model(model, sample=None) -> tuple[list[InputSpec], object]:
         names, structure, arrays = ["input"], "input", [sample]
     specs = []
     for name, array in zip(names, arrays):
-        array = _as_array(array, f"representative_data[{name!r}]")
+        label = "representative_data" if len(names) == 1 else f"representative_data[{name!r}]"
+        array = _as_array(array, label)
         dtype = np.dtype("float32") if array.dtype.kind == "f" else array.dtype
         specs.append(InputSpec(name, (None, *array.shape[1:]), dtype))
     return specs, structure
@@ -161,6 +162,12 @@ def _is_batch(value, spec: InputSpec) -> bool:
 def _as_array(value, label: str) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return value
+    if isinstance(value, tf.data.Dataset):
+        raise ValueError(
+            f"Invalid value for argument `{label}`: it is a tf.data.Dataset. Expected "
+            "arrays: gather a few hundred samples into one, e.g. "
+            "np.concatenate([x for x, _ in dataset.take(8).as_numpy_iterator()])."
+        )
     try:
         array = np.asarray(value)
     except ValueError:

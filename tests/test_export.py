@@ -221,3 +221,12 @@ def test_a_directory_or_a_path_under_a_file_is_one_clear_error_before_any_work(t
             export.to_tflite(tiny_mlp(), path)
         with pytest.raises(ValueError, match=r"argument `path`: .*" + message):
             ExportTFLite(path)
+
+
+def test_a_dataset_as_representative_data_says_to_gather_arrays():
+    x, y = toy_data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with pytest.raises(
+        ValueError, match=r"`representative_data`: it is a tf.data.Dataset\. Expected arrays"
+    ):
+        export.convert(tiny_mlp(), "int8", dataset)

@@ -140,6 +140,23 @@ def _sequence_data(length=10, seed=0):
     return x, np.argmax(x[:, :, :CLASSES].mean(axis=1), axis=1)
 
 
+def keras_hub_style_dict():
+    # keras-hub's text models take token_ids, padding_mask and segment_ids.
+    token_ids, y = _token_data()
+    x = {
+        "token_ids": token_ids,
+        "padding_mask": (token_ids != 0).astype("int32"),
+        "segment_ids": np.zeros_like(token_ids),
+    }
+    inputs = {name: keras.Input((10,), dtype="int32", name=name) for name in x}
+    h = keras.layers.Embedding(16, 8)(inputs["token_ids"])
+    h = h + keras.layers.Embedding(2, 8)(inputs["segment_ids"])
+    mask = keras.layers.Reshape((10, 1))(inputs["padding_mask"])
+    h = keras.layers.Multiply()([h, keras.layers.Lambda(lambda m: tf.cast(m, "float32"))(mask)])
+    h = keras.layers.GlobalAveragePooling1D()(h)
+    return keras.Model(inputs, keras.layers.Dense(CLASSES)(h)), x, y
+
+
 def recurrent_lstm():
     x, y = _sequence_data()
     inputs = keras.Input((10, 4))
@@ -182,6 +199,7 @@ KINDS = {
     "nested": nested,
     "subclassed": subclassed,
     "text, pooling": text_pooling,
+    "keras-hub style dict of integer inputs": keras_hub_style_dict,
     "recurrent, LSTM": recurrent_lstm,
     "recurrent, bidirectional GRU": pytest.param(
         recurrent_bidirectional_gru, marks=pytest.mark.slow
