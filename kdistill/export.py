@@ -78,9 +78,7 @@ def convert(
     check_quantization(quantization, representative_data)
     validation.check_integer(calibration_samples, "calibration_samples", minimum=1)
     specs, structure = input_specs.of_model(_check_model(model), representative_data)
-    samples = None
-    if representative_data is not None:
-        samples = input_specs.arrange(representative_data, specs, "representative_data")
+    samples = check_representative_data(model, representative_data)
     model, batch = convertible.prepare(model, specs, quantization, float32_copy)
     function = _serving_function(model, specs, structure, batch)
     # Without a trackable object the converter freezes variables into
@@ -109,6 +107,27 @@ def convert(
     if quantization == "int8":
         _check_int8(flatbuffer)
     return flatbuffer
+
+
+def check_representative_data(model, representative_data) -> list | None:
+    """Checks typical inputs against `model`'s inputs; one array per input.
+
+    Args:
+        model: The Keras model to export.
+        representative_data: An array, a list in the model's input order, a
+            dict keyed by input name (Python lists are read as arrays), or None.
+
+    Returns:
+        The checked arrays in the model's input order, or None for None.
+
+    Raises:
+        ValueError: For an empty, ragged, non-finite or misshapen input,
+            naming the input, the first offending index or both shapes.
+    """
+    if representative_data is None:
+        return None
+    specs, _ = input_specs.of_model(_check_model(model), representative_data)
+    return input_specs.arrange(representative_data, specs, "representative_data")
 
 
 def check_quantization(quantization: str, representative_data=None) -> None:

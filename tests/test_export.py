@@ -230,3 +230,20 @@ def test_a_dataset_as_representative_data_says_to_gather_arrays():
         ValueError, match=r"`representative_data`: it is a tf.data.Dataset\. Expected arrays"
     ):
         export.convert(tiny_mlp(), "int8", dataset)
+
+
+def test_export_callback_checks_representative_data_before_the_first_epoch(tmp_path):
+    x, y = toy_data()
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    model = tiny_mlp()
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    epochs = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))
+    callback = ExportTFLite(str(tmp_path / "s.tflite"), "int8", representative_data=bad)
+    with pytest.raises(ValueError, match=r"non-finite value nan at index \(3, 1\)"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[callback, seen])
+    assert epochs == []
+    assert not (tmp_path / "s.tflite").exists()

@@ -61,6 +61,13 @@ class ExportTFLite(keras.callbacks.Callback):
         self._best_value = None
         self._best_weights = None
 
+    def on_train_begin(self, logs=None):
+        from kdistill import export
+
+        # Data that does not fit the student stops the run before its first
+        # epoch, not at its end.
+        export.check_representative_data(self._student(), self.representative_data)
+
     def _student(self):
         return getattr(self.model, "student", self.model)
 
