@@ -46,13 +46,18 @@ def of_model(model, sample=None) -> tuple[list[InputSpec], object]:
     structure = _model_inputs(model)
     if structure is not None:
         flat = tf.nest.flatten(structure)
+        # A dict-input model is called with its keys, which may differ from
+        # the Input layers' names: the file's inputs take the keys.
+        names = (
+            sorted(structure)  # tf.nest's order
+            if isinstance(structure, dict)
+            else [_tensor_name(t, i) for i, t in enumerate(flat)]
+        )
         specs = [
             InputSpec(
-                _tensor_name(t, i),
-                (None, *tuple(t.shape)[1:]),
-                np.dtype(tf.as_dtype(t.dtype).as_numpy_dtype),
+                name, (None, *tuple(t.shape)[1:]), np.dtype(tf.as_dtype(t.dtype).as_numpy_dtype)
             )
-            for i, t in enumerate(flat)
+            for name, t in zip(names, flat)
         ]
         return specs, structure
     if sample is None:

@@ -289,6 +289,20 @@ def test_inputs_are_matched_by_name_whatever_the_order_given():
         np.testing.assert_allclose(runner.predict(given), reference, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:When providing `inputs` as a dict")  # Keras 3 warns; allowed
+def test_a_dict_input_model_is_fed_by_its_keys_even_when_its_inputs_are_named_otherwise():
+    image = keras.Input((4,), name="pixels")
+    ids = keras.Input((3,), name="ids", dtype="int32")
+    h = keras.layers.Flatten()(keras.layers.Embedding(10, 2)(ids))
+    outputs = keras.layers.Dense(CLASSES)(keras.layers.Concatenate()([image, h]))
+    model = keras.Model({"image": image, "token_ids": ids}, outputs)
+    x = _ids_and_image_data()
+    runner = tflite.TFLiteModel(export.convert(model, "int8", x))
+    assert runner.input_names == ["image", "token_ids"]
+    reference = model.predict(x, verbose=0)
+    assert np.mean(np.argmax(runner.predict(x), -1) == np.argmax(reference, -1)) >= 0.95
+
+
 def test_a_missing_or_unknown_input_name_lists_the_expected_names():
     model = _ids_and_image_model()
     x = _ids_and_image_data()
