@@ -5,6 +5,12 @@ optional quantization; `to_saved_model` writes a SavedModel for TensorFlow
 Serving and GPUs. Every file is written atomically. Running and measuring the
 files (`TFLiteModel`, `evaluate_tflite`) is `kdistill.tflite`'s job.
 
+Any student exports: each of several inputs keeps its name, shape and dtype
+(`kdistill.input_specs`); a mixed-precision student is exported as a float32
+copy and a recurrent one with a fixed-shape signature (`kdistill.convertible`).
+Representative data is checked first (finite, non-empty, of the model's
+shapes), and an "int8" file that came out with float ops is an error.
+
 Quantization modes:
 
 | mode      | weights | activations | needs representative data |
@@ -18,11 +24,12 @@ Quantization modes:
 from __future__ import annotations
 
 import gzip
+import os
 import re
 
 import numpy as np
 
-from kdistill import atomic, quiet, validation
+from kdistill import atomic, convertible, input_specs, quiet, validation
 from kdistill.backend import keras, tf
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
@@ -35,24 +42,45 @@ def convert(
     int8_io: bool = False,
     select_tf_ops: bool = False,
     calibration_samples: int = 500,
+    float32_copy: bool = True,
 ) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
+
+    Every model input becomes a file input with its own name, shape and dtype
+    (integer token ids stay integer). A model that computes in float16 or
+    bfloat16 (mixed precision) is exported as a float32 copy with the same
+    weights. A recurrent model (LSTM, GRU) needs a fixed sequence length; its
+    file has a batch size of 1 so the loop lowers to TFLite's built-in ops
+    (for "int8", its layers are unrolled instead: any batch size).
 
     Args:
         model: A Keras 3 or tf_keras model (strip tfmot wrappers first).
         quantization: One of "none", "dynamic", "float16", "int8".
-        representative_data: Array of typical inputs; required for "int8".
-        int8_io: For "int8", make the input and output tensors int8 too
+        representative_data: Typical inputs (an array, a list in the model's
+            input order, or a dict keyed by input name); required for "int8".
+        int8_io: For "int8", make the float input and output tensors int8 too
             (default float32 in and out, quantized inside).
         select_tf_ops: Allow TensorFlow ops that TFLite lacks (SELECT_TF_OPS;
             the runtime then needs the Flex delegate).
         calibration_samples: How many representative samples to calibrate on.
+        float32_copy: Export a mixed-precision model as a float32 copy
+            (default); False converts it as it is.
 
     Returns:
         The flatbuffer bytes.
+
+    Raises:
+        ValueError: For representative data that does not fit the model (the
+            input, index or shape is named), a recurrent layer over sequences
+            of unknown length, or an "int8" file that came out with float
+            tensors (it is not returned).
     """
     check_quantization(quantization, representative_data)
-    function = _serving_function(model, representative_data)
+    validation.check_integer(calibration_samples, "calibration_samples", minimum=1)
+    specs, structure = input_specs.of_model(_check_model(model), representative_data)
+    samples = check_representative_data(model, representative_data)
+    model, batch = convertible.prepare(model, specs, quantization, float32_copy)
+    function = _serving_function(model, specs, structure, batch)
     # Without a trackable object the converter freezes variables into
     # constants, the layout phones run fastest (and that weight_sparsity reads).
     with quiet.native_logs():
@@ -63,13 +91,7 @@ def convert(
     if quantization == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantization == "int8":
-        samples = np.asarray(representative_data, dtype=np.float32)[:calibration_samples]
-
-        def representative():
-            for sample in samples:
-                yield [sample[None, ...]]
-
-        converter.representative_dataset = representative
+        converter.representative_dataset = _calibration(samples, calibration_samples, batch)
         ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if int8_io:
             converter.inference_input_type = tf.int8
@@ -79,9 +101,33 @@ def convert(
     converter.target_spec.supported_ops = ops
     try:
         with quiet.native_logs():
-            return converter.convert()
+            flatbuffer = converter.convert()
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds
         raise _conversion_error(error, select_tf_ops) from error
+    if quantization == "int8":
+        _check_int8(flatbuffer)
+    return flatbuffer
+
+
+def check_representative_data(model, representative_data) -> list | None:
+    """Checks typical inputs against `model`'s inputs; one array per input.
+
+    Args:
+        model: The Keras model to export.
+        representative_data: An array, a list in the model's input order, a
+            dict keyed by input name (Python lists are read as arrays), or None.
+
+    Returns:
+        The checked arrays in the model's input order, or None for None.
+
+    Raises:
+        ValueError: For an empty, ragged, non-finite or misshapen input,
+            naming the input, the first offending index or both shapes.
+    """
+    if representative_data is None:
+        return None
+    specs, _ = input_specs.of_model(_check_model(model), representative_data)
+    return input_specs.arrange(representative_data, specs, "representative_data")
 
 
 def check_quantization(quantization: str, representative_data=None) -> None:
@@ -105,9 +151,10 @@ def to_tflite(
         model: The Keras model (for a Distiller, pass `distiller.student`).
         path: Target file path.
         quantization: "none", "dynamic", "float16" or "int8".
-        representative_data: Typical inputs; required for "int8".
-        **kwargs: `int8_io`, `select_tf_ops`, `calibration_samples` (see
-            `convert`).
+        representative_data: Typical inputs (array, list or dict); required
+            for "int8".
+        **kwargs: `int8_io`, `select_tf_ops`, `calibration_samples`,
+            `float32_copy` (see `convert`).
 
     Returns:
         A dict with `path`, `quantization`, `size_bytes`, `gzip_size_bytes`.
@@ -116,6 +163,7 @@ def to_tflite(
         >>> info = to_tflite(student, "student_int8.tflite", quantization="int8",
         ...                  representative_data=x_train[:500])
     """
+    check_output_path(path, "path")
     flatbuffer = convert(model, quantization, representative_data, **kwargs)
     atomic.write_bytes(path, flatbuffer)
     return {
@@ -129,19 +177,39 @@ def to_tflite(
 def to_saved_model(model, path: str) -> str:
     """Writes `model` as a TensorFlow SavedModel directory, atomically.
 
-    The `serving_default` signature takes the model's input and returns its
-    output, for TensorFlow Serving and GPU inference.
+    The `serving_default` signature takes the model's inputs (by name) and
+    returns its output as "output", for TensorFlow Serving and GPU inference.
 
     Returns:
         The path.
     """
-    function = _serving_function(model, None)
+    specs, structure = input_specs.of_model(_check_model(model))
+    function = _serving_function(model, specs, structure, None)
     module = tf.Module()
     module.model = model
-    module.serve = tf.function(lambda x: {"output": model(x, training=False)})
-    signature = module.serve.get_concrete_function(function.structured_input_signature[0][0])
+    module.serve = tf.function(lambda *args: {"output": function(*args)})
+    signature = module.serve.get_concrete_function(*_tensor_specs(specs, None))
     with atomic.directory(path) as tmp:
         tf.saved_model.save(module, tmp, signatures={"serving_default": signature})
+    return path
+
+
+def check_output_path(path, argument: str) -> str:
+    """Raises one clear line for a file path that is a directory or under a file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: {path!r} is a directory. Expected "
+            f"a file path, e.g. {os.path.join(path, 'student.tflite')!r}."
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent) if os.path.dirname(parent) != parent else ""
+    if parent and not os.path.isdir(parent):
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: {path!r} lies under {parent!r}, "
+            "which is a file, not a directory. Choose a path in a directory."
+        )
     return path
 
 
@@ -153,25 +221,69 @@ def gzip_size(data: bytes) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _serving_function(model, sample_data):
+def _check_model(model):
     if not isinstance(model, (keras.Model, keras.layers.Layer)):
         raise TypeError(
             "Invalid value for argument `model`. Expected a Keras model (for a "
             f"Distiller pass distiller.student). Received: {type(model).__name__}"
         )
-    inputs = getattr(model, "inputs", None)
-    if inputs:
-        shape = [None, *inputs[0].shape[1:]]
-    elif sample_data is not None:
-        shape = [None, *np.asarray(sample_data).shape[1:]]
-    else:
-        raise ValueError(
-            f"Cannot tell the input shape of the subclassed model {model.name!r}. "
-            "Build it as a functional or Sequential model with an Input layer, or "
-            "pass `representative_data`."
-        )
-    function = tf.function(lambda x: model(x, training=False))
-    return function.get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    return model
+
+
+def _tensor_specs(specs, batch):
+    return [tf.TensorSpec((batch, *s.shape[1:]), s.dtype, name=s.name) for s in specs]
+
+
+def _serving_function(model, specs, structure, batch):
+    """A concrete function taking one named tensor per model input, in order."""
+
+    def serve(*inputs):
+        return model(tf.nest.pack_sequence_as(structure, list(inputs)), training=False)
+
+    return tf.function(serve).get_concrete_function(*_tensor_specs(specs, batch))
+
+
+def _calibration(samples, count, batch):
+    samples = [a[:count] for a in samples]
+    step = batch or 1
+
+    def representative():
+        # Fixed-batch files (recurrent models) calibrate on whole batches.
+        for i in range(0, len(samples[0]) - step + 1, step):
+            yield [a[i : i + step] for a in samples]
+
+    return representative
+
+
+_CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE", "CAST")
+
+
+def _check_int8(flatbuffer: bytes) -> None:
+    # The converter writes a float file without a word when calibration gives
+    # it nothing to work with: refuse a file that is not what was asked. Only
+    # the ops that move values into or out of int8 may touch float tensors.
+    from kdistill import tflite  # runs files; imports this module
+
+    with quiet.native_logs():
+        interpreter = tflite._interpreter_class()(model_content=flatbuffer)
+    floats = {
+        d["index"]: d["name"]
+        for d in interpreter.get_tensor_details()
+        if np.issubdtype(d["dtype"], np.floating)
+    }
+    for op in interpreter._get_ops_details():
+        if op["op_name"] in _CONVERSION_OPS:
+            continue
+        touched = [floats[i] for i in (*op["inputs"], *op["outputs"]) if i in floats]
+        if touched:
+            raise ValueError(
+                f'The quantization="int8" conversion left the {op["op_name"]} op on float '
+                f"tensors (e.g. {touched[0]!r}), so the file is not an int8 model and was "
+                "not written. Either the representative data gave the calibrator no "
+                "ranges (pass a few hundred finite training inputs), or TFLite has no "
+                f"int8 kernel for {op['op_name']} here (e.g. a masked LSTM): then choose "
+                'quantization="dynamic" or "float16".'
+            )
 
 
 def _conversion_error(error, select_tf_ops) -> Exception:
@@ -181,6 +293,14 @@ def _conversion_error(error, select_tf_ops) -> Exception:
         ops = sorted({op.strip() for op in listed.group(1).split(",") if op.strip()})
     else:
         ops = sorted(set(re.findall(r"'tf\.(\w+)' op is neither", message)))
+    if "TensorList" in message:
+        return ValueError(
+            "The TFLite converter cannot lower the model's loop (a recurrent layer such "
+            "as LSTM or GRU) to TFLite builtins, because a tensor shape in it is not "
+            "fixed. Build the model with a fixed sequence length, e.g. "
+            "keras.Input((64,)), and without other unknown dimensions.\nConverter "
+            "message: " + message[:2000]
+        )
     if not select_tf_ops and ("not supported" in message or ops):
         names = ", ".join(ops) if ops else "(see the converter message below)"
         return ValueError(

@@ -14,13 +14,15 @@ Example:
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from kdistill import quiet
+from kdistill import input_specs, quiet, validation
 from kdistill.backend import tf
 from kdistill.export import gzip_size
+from kdistill.input_specs import InputSpec
 
 _TFLITE_IDENTIFIER = b"TFL3"
 
@@ -38,7 +40,11 @@ class TFLiteModel:
     """A `.tflite` model run by the LiteRT interpreter on float inputs.
 
     Handles quantized inputs and outputs itself (scale and zero point), so
-    callers pass and receive float arrays whatever the quantization.
+    callers pass and receive float arrays whatever the quantization. Inputs
+    are matched to the file's input tensors by name: pass an array (one
+    input), a list in the model's input order, or a dict keyed by input name.
+    A file with a fixed batch size (recurrent models) is run in batches of
+    that size.
 
     Args:
         model: A path to a `.tflite` file or its bytes.
@@ -67,32 +73,44 @@ class TFLiteModel:
                 "outputs, export a model of the output to evaluate "
                 "(keras.Model(model.input, model.outputs[0]))."
             )
-        self._input = self._interpreter.get_input_details()[0]
+        self._inputs = self._interpreter.get_input_details()
         self._output = self._interpreter.get_output_details()[0]
-        self._batch = None
+        batch = int(self._inputs[0]["shape_signature"][0])
+        self.fixed_batch = batch if batch > 0 else None
+        self._batch = batch if batch > 0 else None
+        self.input_specs = [
+            InputSpec(
+                _input_name(d["name"]),
+                (None, *(int(n) if n > 0 else None for n in d["shape_signature"][1:])),
+                np.dtype(np.float32) if _quantized(d) else np.dtype(d["dtype"]),
+            )
+            for d in self._inputs
+        ]
 
     @property
     def input_dtype(self):
-        """The numpy dtype of the model's input tensor (int8 for int8_io files)."""
-        return self._input["dtype"]
+        """The numpy dtype of the first input tensor (int8 for int8_io files)."""
+        return self._inputs[0]["dtype"]
+
+    @property
+    def input_names(self) -> list[str]:
+        """The file's input names, in its input order."""
+        return [spec.name for spec in self.input_specs]
 
     def _resize(self, batch: int) -> None:
-        if batch != self._batch:
-            shape = list(self._input["shape"])
-            shape[0] = batch
-            self._interpreter.resize_tensor_input(self._input["index"], shape)
+        if batch != self._batch and self.fixed_batch is None:
+            for detail in self._inputs:
+                self._interpreter.resize_tensor_input(
+                    detail["index"], [batch, *detail["shape"][1:]]
+                )
             self._interpreter.allocate_tensors()
-            self._input = self._interpreter.get_input_details()[0]
+            self._inputs = self._interpreter.get_input_details()
             self._output = self._interpreter.get_output_details()[0]
             self._batch = batch
 
-    def _quantize(self, x):
-        dtype = self._input["dtype"]
-        if dtype in (np.int8, np.uint8):
-            scale, zero_point = self._input["quantization"]
-            info = np.iinfo(dtype)
-            x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
-        return x.astype(dtype)
+    def _set_inputs(self, arrays) -> None:
+        for detail, array in zip(self._inputs, arrays):
+            self._interpreter.set_tensor(detail["index"], _quantize(array, detail))
 
     def _dequantize(self, y):
         if self._output["dtype"] in (np.int8, np.uint8):
@@ -100,31 +118,55 @@ class TFLiteModel:
             return (y.astype(np.float32) - zero_point) * scale
         return y.astype(np.float32)
 
-    def invoke(self, x: np.ndarray) -> np.ndarray:
+    def arrange(self, x, argument: str = "x") -> list[np.ndarray]:
+        """Checks `x` against the file's inputs; one array per input, in order."""
+        return input_specs.arrange(x, self.input_specs, argument)
+
+    def _run(self, arrays) -> np.ndarray:
+        count = len(arrays[0])
+        if self.fixed_batch is None:
+            self._resize(count)
+            self._set_inputs(arrays)
+            self._interpreter.invoke()
+            return self._dequantize(self._interpreter.get_tensor(self._output["index"]))
+        step, outputs = self.fixed_batch, []
+        for i in range(0, count, step):
+            chunk = [_padded(a[i : i + step], step) for a in arrays]
+            self._set_inputs(chunk)
+            self._interpreter.invoke()
+            output = self._interpreter.get_tensor(self._output["index"])
+            outputs.append(self._dequantize(output)[: min(step, count - i)])
+        return np.concatenate(outputs)
+
+    def invoke(self, x) -> np.ndarray:
         """Runs one batch and returns float outputs."""
-        self._resize(len(x))
-        self._interpreter.set_tensor(
-            self._input["index"], self._quantize(np.asarray(x, np.float32))
-        )
-        self._interpreter.invoke()
-        return self._dequantize(self._interpreter.get_tensor(self._output["index"]))
+        return self._run(self.arrange(x))
 
-    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict(self, x, batch_size: int = 256) -> np.ndarray:
         """Returns float outputs for all of `x`, in batches."""
-        x = np.asarray(x, np.float32)
+        arrays = self.arrange(x)
         return np.concatenate(
-            [self.invoke(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            [
+                self._run([a[i : i + batch_size] for a in arrays])
+                for i in range(0, len(arrays[0]), batch_size)
+            ]
         )
 
-    def latency_ms(self, x: np.ndarray, samples: int = 200, warmup: int = 10) -> np.ndarray:
+    def latency_ms(self, x, samples: int = 200, warmup: int = 10) -> np.ndarray:
         """Per-sample latencies in ms, batch size 1, one call per sample."""
-        x = np.asarray(x, np.float32)
+        validation.check_integer(samples, "samples", minimum=1)
+        arrays = self.arrange(x)
         self._resize(1)
+        step = self.fixed_batch or 1
         timings = []
         for i in range(warmup + samples):
-            sample = self._quantize(x[i % len(x)][None, ...])
+            j = (i * step) % len(arrays[0])
+            sample = [
+                _quantize(_padded(a[j : j + step], step), d) for a, d in zip(arrays, self._inputs)
+            ]
             start = time.perf_counter()
-            self._interpreter.set_tensor(self._input["index"], sample)
+            for detail, value in zip(self._inputs, sample):
+                self._interpreter.set_tensor(detail["index"], value)
             self._interpreter.invoke()
             self._interpreter.get_tensor(self._output["index"])
             if i >= warmup:
@@ -146,7 +188,7 @@ def weight_sparsity(model) -> dict:
     """
     runner = TFLiteModel(model)
     # Activations carry the batch size first; an unusual batch tells them apart.
-    batch = 7
+    batch = runner.fixed_batch or 7
     runner._resize(batch)
     interpreter = runner._interpreter
     tensors, zeros, total = {}, 0, 0
@@ -176,11 +218,14 @@ def evaluate_tflite(
 
     Args:
         model: Path to a `.tflite` file, or its bytes.
-        x: Test inputs (float, as the Keras model takes them).
-        y: Sparse test labels; gives `accuracy`.
+        x: Test inputs, as the Keras model takes them: an array, a list in
+            the model's input order, or a dict keyed by input name.
+        y: Integer class ids of shape `(n,)`; gives `accuracy`. (For one-hot
+            labels pass `np.argmax(y, 1)`.)
         reference_logits: Outputs of a reference (the Keras student or the
             teacher) on `x`; gives `agreement`, the top-1 match rate.
-        latency_samples: Samples timed one by one for latency (0 skips).
+        latency_samples: Samples timed one by one for latency; 0 skips the
+            timing (no latency keys in the report).
         num_threads: Interpreter threads.
 
     Returns:
@@ -190,25 +235,29 @@ def evaluate_tflite(
     Example:
         >>> report = evaluate_tflite("student_int8.tflite", x_test, y_test)
     """
+    validation.check_integer(latency_samples, "latency_samples", minimum=0)
     runner = TFLiteModel(model, num_threads=num_threads)
-    if y is not None and len(y) != len(x):
-        raise ValueError(
-            f"Invalid value for argument `y`: it has {len(y)} labels for {len(x)} "
-            "inputs. Pass one label per input."
-        )
-    outputs = runner.predict(x)
+    arrays = runner.arrange(x)
+    count = len(arrays[0])
+    outputs = runner.predict(arrays)
     report = {
         "size_bytes": len(runner.content),
         "gzip_size_bytes": gzip_size(runner.content),
     }
     if y is not None:
-        report["accuracy"] = float(np.mean(np.argmax(outputs, -1) == np.asarray(y).reshape(-1)))
+        labels = _class_ids(y, count, outputs.shape[-1])
+        report["accuracy"] = float(np.mean(np.argmax(outputs, -1) == labels))
     if reference_logits is not None:
-        report["agreement"] = float(
-            np.mean(np.argmax(outputs, -1) == np.argmax(np.asarray(reference_logits), -1))
-        )
+        reference = np.asarray(reference_logits)
+        if reference.shape != outputs.shape:
+            raise ValueError(
+                "Invalid value for argument `reference_logits`: expected the reference "
+                f"model's outputs on `x`, of shape {outputs.shape}. Received shape "
+                f"{reference.shape}. Pass reference.predict(x)."
+            )
+        report["agreement"] = float(np.mean(np.argmax(outputs, -1) == np.argmax(reference, -1)))
     if latency_samples:
-        timings = runner.latency_ms(x, samples=latency_samples)
+        timings = runner.latency_ms(arrays, samples=latency_samples)
         report["latency_ms_median"] = float(np.median(timings))
         report["latency_ms_p95"] = float(np.percentile(timings, 95))
     return report
@@ -217,11 +266,70 @@ def evaluate_tflite(
 # ---------------------------------------------------------------------------
 
 
+def _input_name(name: str) -> str:
+    # Files from a SavedModel call their inputs "serving_default_<name>:0".
+    return name.split(":")[0].removeprefix("serving_default_")
+
+
+def _quantized(detail) -> bool:
+    return detail["dtype"] in (np.int8, np.uint8) and detail["quantization"][0] != 0
+
+
+def _quantize(x: np.ndarray, detail) -> np.ndarray:
+    if _quantized(detail):
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(detail["dtype"])
+        x = np.clip(np.round(x / scale + zero_point), info.min, info.max)
+    return x.astype(detail["dtype"])
+
+
+def _padded(array: np.ndarray, size: int) -> np.ndarray:
+    if len(array) == size:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
+
+
+def _class_ids(y, count: int, classes: int) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        raise ValueError(
+            f"Invalid value for argument `y`: it has shape {y.shape}, like one-hot "
+            "labels. Expected integer class ids of shape (n,): pass np.argmax(y, 1)."
+        )
+    if y.ndim == 2:
+        y = y[:, 0]
+    if y.ndim != 1 or len(y) != count:
+        raise ValueError(
+            f"Invalid value for argument `y`: it has shape {y.shape} for {count} inputs. "
+            f"Expected one integer class id per input, shape ({count},)."
+        )
+    if y.dtype.kind not in "biuf" or (y.dtype.kind == "f" and np.any(y != np.round(y))):
+        index = int(np.argmax(y != np.round(y))) if y.dtype.kind == "f" else 0
+        raise ValueError(
+            f"Invalid value for argument `y`: expected integer class ids, but it holds "
+            f"{y[index]} at index {index}. Pass the class ids, not scores or names."
+        )
+    outside = (y < 0) | (y >= classes)
+    if outside.any():
+        index = int(np.argmax(outside))
+        raise ValueError(
+            f"Invalid value for argument `y`: the model has {classes} classes, but it "
+            f"holds the label {y[index]} at index {index}. Expected class ids in "
+            f"[0, {classes - 1}]."
+        )
+    return y.astype(np.int64)
+
+
 def _read_flatbuffer(model) -> bytes:
     if isinstance(model, (bytes, bytearray)):
         content = bytes(model)
     else:
         path = str(model)
+        if os.path.isdir(path):
+            raise ValueError(
+                f"Invalid value for argument `model`: {path!r} is a directory. Expected "
+                "a .tflite file (or its bytes)."
+            )
         try:
             with open(path, "rb") as f:
                 content = f.read()

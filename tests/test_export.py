@@ -146,3 +146,104 @@ def test_int8_calibration_reads_exactly_calibration_samples():
         scale, zero_point = details[0]["quantization"]
         assert scale == pytest.approx(4 / 255, rel=1e-6)
         assert zero_point == -64
+
+
+# -- data that does not fit is refused before anything is written (issue #26) --------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_representative_data_names_the_first_index_and_writes_nothing(bad, tmp_path):
+    x, _ = toy_data()
+    x[5, 2] = bad
+    with pytest.raises(
+        ValueError,
+        match=rf"argument `representative_data`: it holds the non-finite value {bad} at "
+        r"index \(5, 2\)\. Drop or repair",
+    ):
+        export.to_tflite(tiny_mlp(), str(tmp_path / "m.tflite"), "int8", x)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_empty_representative_data_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"`representative_data`: it holds no samples \(shape"):
+        export.to_tflite(tiny_mlp(), str(tmp_path / "m.tflite"), "int8", np.zeros((0, 4)))
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_representative_data_of_another_shape_names_both_shapes(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"the model input '\w+' expects arrays of shape \(None, 4\) \(None: any size\), "
+        r"but it received shape \(10, 28, 28, 1\)",
+    ):
+        export.to_tflite(tiny_mlp(), str(tmp_path / "m.tflite"), "int8", np.zeros((10, 28, 28, 1)))
+
+
+def test_python_lists_are_read_as_arrays_and_ragged_ones_refused_in_one_line():
+    x, _ = toy_data()
+    model = tiny_mlp()
+    from_list = tflite.TFLiteModel(export.convert(model, "int8", x.tolist()))
+    np.testing.assert_allclose(from_list.predict(x.tolist()), model.predict(x, verbose=0), atol=0.1)
+    ragged = [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6]] * 50
+    with pytest.raises(
+        ValueError,
+        match=r"^Invalid value for argument `representative_data`: it "
+        r"is a ragged list .*Pad or cut them to one length",
+    ) as info:
+        export.convert(model, "int8", ragged)
+    assert len(str(info.value).splitlines()) == 1
+    assert "0.6" not in str(info.value)
+
+
+def test_int8_file_left_in_float_is_an_error_not_a_file_labelled_int8(tmp_path, monkeypatch):
+    # As with empty or NaN calibration before these checks: the calibrator sees
+    # nothing, and the converter quietly writes float32 ops.
+    monkeypatch.setattr(export, "_calibration", lambda *args: lambda: iter([]))
+    with pytest.raises(
+        ValueError,
+        match=r'quantization="int8" conversion left the FULLY_CONNECTED op on float '
+        r"tensors .*not an int8 model and was not written",
+    ):
+        export.to_tflite(tiny_mlp(), str(tmp_path / "m.tflite"), "int8", toy_data()[0])
+    assert not (tmp_path / "m.tflite").exists()
+
+
+def test_a_directory_or_a_path_under_a_file_is_one_clear_error_before_any_work(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    cases = {
+        str(tmp_path): r"is a directory. Expected a file path, e.g. '.*student.tflite'",
+        str(tmp_path / "file" / "m.tflite"): r"lies under '.*file', which is a file, not a "
+        "directory",
+        str(tmp_path / "file" / "deeper" / "m.tflite"): r"lies under '.*file', which is a file",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ValueError, match=r"argument `path`: .*" + message):
+            export.to_tflite(tiny_mlp(), path)
+        with pytest.raises(ValueError, match=r"argument `path`: .*" + message):
+            ExportTFLite(path)
+
+
+def test_a_dataset_as_representative_data_says_to_gather_arrays():
+    x, y = toy_data()
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    with pytest.raises(
+        ValueError, match=r"`representative_data`: it is a tf.data.Dataset\. Expected arrays"
+    ):
+        export.convert(tiny_mlp(), "int8", dataset)
+
+
+def test_export_callback_checks_representative_data_before_the_first_epoch(tmp_path):
+    x, y = toy_data()
+    bad = x.copy()
+    bad[3, 1] = np.nan
+    model = tiny_mlp()
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    epochs = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: epochs.append(e))
+    callback = ExportTFLite(str(tmp_path / "s.tflite"), "int8", representative_data=bad)
+    with pytest.raises(ValueError, match=r"non-finite value nan at index \(3, 1\)"):
+        model.fit(x, y, epochs=3, verbose=0, callbacks=[callback, seen])
+    assert epochs == []
+    assert not (tmp_path / "s.tflite").exists()

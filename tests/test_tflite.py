@@ -137,3 +137,72 @@ def test_conversion_and_evaluation_keep_tensorflow_chatter_off_stderr_but_not_er
     assert result.returncode != 0
     assert "builtins: MatrixInverse" in error_part
     assert "select_tf_ops=True" in error_part
+
+
+# -- data that does not fit the file (issue #26) ------------------------------------
+
+
+def test_one_hot_labels_say_to_pass_class_ids(digits, exported):
+    one_hot = np.eye(10)[digits.y_test]
+    with pytest.raises(
+        ValueError,
+        match=r"argument `y`: it has shape \(\d+, 10\), like one-hot labels\. Expected "
+        r"integer class ids of shape \(n,\): pass np\.argmax\(y, 1\)",
+    ):
+        tflite.evaluate_tflite(exported["none"]["path"], digits.x_test, one_hot)
+
+
+def test_labels_that_are_not_class_ids_name_the_first_offender(digits, exported):
+    y = digits.y_test.astype("float32")
+    y[3] = 2.5
+    with pytest.raises(ValueError, match=r"integer class ids, but it holds 2.5 at index 3"):
+        tflite.evaluate_tflite(exported["none"]["path"], digits.x_test, y)
+    y = digits.y_test.copy()
+    y[7] = 10
+    with pytest.raises(ValueError, match=r"has 10 classes, but it holds the label 10 at index 7"):
+        tflite.evaluate_tflite(exported["none"]["path"], digits.x_test, y)
+
+
+def test_digits_file_evaluated_on_mnist_shapes_names_expected_and_received(exported):
+    with pytest.raises(
+        ValueError,
+        match=r"argument `x`: the model input '\w+' expects arrays of shape "
+        r"\(None, 8, 8, 1\) \(None: any size\), but it received shape \(5, 28, 28, 1\)",
+    ):
+        tflite.evaluate_tflite(exported["none"]["path"], np.zeros((5, 28, 28, 1), "float32"))
+
+
+def test_non_finite_test_inputs_name_the_first_index(digits, exported):
+    x = digits.x_test.copy()
+    x[4, 1, 2, 0] = np.nan
+    with pytest.raises(
+        ValueError, match=r"argument `x`: it holds the non-finite value nan at index \(4, 1, 2, 0\)"
+    ):
+        tflite.evaluate_tflite(exported["none"]["path"], x, digits.y_test)
+
+
+def test_python_list_inputs_give_the_same_report_as_arrays(digits, exported):
+    path = exported["none"]["path"]
+    as_array = tflite.evaluate_tflite(path, digits.x_test, digits.y_test, latency_samples=0)
+    as_list = tflite.evaluate_tflite(
+        path, digits.x_test.tolist(), digits.y_test.tolist(), latency_samples=0
+    )
+    assert as_list["accuracy"] == as_array["accuracy"] > 0.9
+
+
+def test_latency_samples_zero_skips_timing_and_negative_is_an_error(digits, exported):
+    path = exported["none"]["path"]
+    report = tflite.evaluate_tflite(path, digits.x_test, digits.y_test, latency_samples=0)
+    assert "latency_ms_median" not in report
+    assert report["accuracy"] > 0.9
+    with pytest.raises(
+        ValueError,
+        match=r"argument `latency_samples`. Expected an integer >= 0. Received: "
+        r"latency_samples=-5",
+    ):
+        tflite.evaluate_tflite(path, digits.x_test, digits.y_test, latency_samples=-5)
+
+
+def test_a_directory_given_as_the_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=r"argument `model`: '.*' is a directory\. Expected a"):
+        tflite.evaluate_tflite(str(tmp_path), np.zeros((1, 8, 8, 1), "float32"))

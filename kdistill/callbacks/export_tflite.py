@@ -19,7 +19,8 @@ class ExportTFLite(keras.callbacks.Callback):
     Args:
         path: Target `.tflite` path (written atomically).
         quantization: "none", "dynamic", "float16" or "int8".
-        representative_data: Typical inputs; required for "int8".
+        representative_data: Typical inputs (an array, a list in the model's
+            input order, or a dict keyed by input name); required for "int8".
         monitor: Optional log key, e.g. "val_accuracy" or "val_loss".
         mode: "min", "max" or "auto" (max for accuracy/agreement, else min).
         **convert_kwargs: More `kdistill.export.convert` arguments.
@@ -48,6 +49,7 @@ class ExportTFLite(keras.callbacks.Callback):
 
         # Fail now, not after hours of training.
         export.check_quantization(quantization, representative_data)
+        export.check_output_path(path, "path")
         self.path = path
         self.quantization = quantization
         self.representative_data = representative_data
@@ -58,6 +60,13 @@ class ExportTFLite(keras.callbacks.Callback):
         self.best_epoch = None
         self._best_value = None
         self._best_weights = None
+
+    def on_train_begin(self, logs=None):
+        from kdistill import export
+
+        # Data that does not fit the student stops the run before its first
+        # epoch, not at its end.
+        export.check_representative_data(self._student(), self.representative_data)
 
     def _student(self):
         return getattr(self.model, "student", self.model)
