@@ -229,6 +229,38 @@ def check_same_scale(a, b, names: tuple, factor: float = SCALE_FACTOR) -> None:
     )
 
 
+def check_input_shape(array, expected, name: str = "x", model: str = "model") -> None:
+    """Raises if samples of `array` cannot be a model input of shape `expected`.
+
+    Args:
+        array: The inputs, first axis the samples.
+        expected: The model's static input shape, batch axis first (None
+            entries are unknown), e.g. `model.inputs[0].shape`; None skips.
+        name: The argument's name, for the message.
+        model: What takes the inputs, for the message ("student", ...).
+
+    Example:
+        >>> check_input_shape(np.zeros((5, 28, 28)), (None, 8, 8, 1))
+        Traceback (most recent call last):
+        ValueError: Invalid value for argument `x`: its samples have shape (28, 28) ...
+    """
+    if expected is None or not hasattr(array, "shape"):
+        return
+    sample, wanted = tuple(array.shape[1:]), tuple(expected)[1:]
+    if validation.shapes_compatible(sample, wanted):
+        return
+    # Keras adds a trailing axis of 1 to inputs one rank short (labels-like columns).
+    if len(sample) + 1 == len(wanted) and wanted[-1] == 1:
+        if validation.shapes_compatible(sample, wanted[:-1]):
+            return
+    raise ValueError(
+        f"Invalid value for argument `{name}`: its samples have shape {sample}, but the "
+        f"{model} takes samples of shape {wanted} (batch axis left out). Is this the data "
+        "the model was built for? Resize or reshape the inputs to that shape, or use a "
+        "model built for this data."
+    )
+
+
 def check_fit_arguments(batch_size, epochs) -> None:
     """Refuses a `batch_size` or `epochs` that would train nothing (or fail late)."""
     if batch_size is not None:
@@ -258,7 +290,9 @@ def check_dataset(dataset) -> None:
                 )
 
 
-def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None) -> None:
+def check(
+    x, y, sample_weight, batch_size, num_classes, loss, output_names=None, input_shape=None
+) -> None:
     """Checks the data given to `Distiller.fit`/`evaluate`.
 
     Raises a clear error for empty, mismatched, non-finite, string or
@@ -277,6 +311,7 @@ def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None)
             output.
         output_names: The student's output names (`kdistill.outputs.names`);
             None for one output.
+        input_shape: The student's static input shape (one input), or None.
     """
     if isinstance(x, tf.data.Dataset):
         check_dataset(x)
@@ -308,6 +343,8 @@ def check(x, y, sample_weight, batch_size, num_classes, loss, output_names=None)
         array = as_array(array, "x")
         check_not_strings(array, "x")
         check_finite(array, "x", batch_size or 32)
+    if len(arrays) == 1:
+        check_input_shape(as_array(arrays[0], "x"), input_shape, "x", "student")
     for values in per_output_cached:
         if isinstance(values, (np.ndarray, list)):
             check_finite(values, "teacher_outputs")

@@ -273,7 +273,14 @@ class Distiller(keras.Model):
         tensors = getattr(self.student, "outputs", None) or [None]
         classes = [t.shape[-1] if t is not None else None for t in tensors]
         data_contract.check(
-            x, y, sample_weight, batch_size, classes, self._student_losses, self._output_names
+            x,
+            y,
+            sample_weight,
+            batch_size,
+            classes,
+            self._student_losses,
+            self._output_names,
+            validation.static_shape(self.student, "inputs"),
         )
 
     @property

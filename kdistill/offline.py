@@ -117,6 +117,9 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
         array = data_contract.as_array(array, "data")
         data_contract.check_not_strings(array, "data")
         data_contract.check_finite(array, "data", batch_size)
+    if len(tf.nest.flatten(data)) == 1:
+        expected = validation.static_shape(teachers[0], "inputs")
+        data_contract.check_input_shape(tf.nest.flatten(data)[0], expected, "data", "teacher")
     chunks = []
     for start in range(0, n, batch_size):
         batch = tf.nest.map_structure(lambda a, i=start: a[i : i + batch_size], data)

@@ -331,6 +331,17 @@ CASES = {
         ValueError,
         r"data.npz: `x_train` and `x_test` are on different scales",
     ),
+    "inputs of another shape than the student's (digits model on MNIST)": (
+        lambda tmp: fit(np.zeros((64, 28, 28, 1), "float32"), Y)(),
+        ValueError,
+        r"`x`: its samples have shape \(28, 28, 1\), but the student takes samples of "
+        r"shape \(4,\)",
+    ),
+    "data of another shape than the teacher's, to cache": (
+        lambda tmp: offline.cache_teacher_outputs(TEACHER, np.zeros((8, 7), "float32")),
+        ValueError,
+        r"`data`: its samples have shape \(7,\), but the teacher takes samples of shape \(4,\)",
+    ),
     "empty arrays": (lambda tmp: fit(X[:0], Y[:0])(), ValueError, "holds no samples"),
     "empty dataset": (
         lambda tmp: fit(
