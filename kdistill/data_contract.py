@@ -27,6 +27,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import re
+
 import numpy as np
 
 from kdistill import targets, validation
@@ -355,6 +358,28 @@ def check(
     for values, size, output_loss in zip(per_output_labels, classes, losses):
         if isinstance(values, (np.ndarray, list)):
             _check_labels(as_array(values, "y"), size, output_loss)
+
+
+@contextlib.contextmanager
+def renamed(container: str):
+    """Makes the checks inside name `x`, `y`, ... as parts of `container`.
+
+    Example:
+        >>> with renamed("validation_data"):
+        ...     check_finite([np.nan], "x")
+        Traceback (most recent call last):
+        ValueError: Invalid value for argument `validation_data` (its x): sample 0 ...
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = re.sub(
+            r"argument `(\w+)`",
+            lambda match: f"argument `{container}` (its {match.group(1)})",
+            str(error),
+            count=1,
+        )
+        raise type(error)(message) from None
 
 
 def _check_labels(labels, num_classes, loss):

@@ -248,6 +248,10 @@ class Distiller(keras.Model):
         if kwargs.get("sample_weight") is not None:
             kwargs["sample_weight"] = _lists_as_arrays(kwargs["sample_weight"], "sample_weight")
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
+            with data_contract.renamed("validation_data"):
+                self._check_data(*validation_data, *[None] * (3 - len(validation_data)), None)
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), StopOnNonFiniteLoss()]
         tracking = self._track_teacher_agreement
         try:

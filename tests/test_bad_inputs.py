@@ -342,6 +342,11 @@ CASES = {
         ValueError,
         r"`data`: its samples have shape \(7,\), but the teacher takes samples of shape \(4,\)",
     ),
+    "NaN in validation data": (
+        lambda tmp: fit(X, Y, validation_data=(nan_inputs(), Y))(),
+        ValueError,
+        r"argument `validation_data` \(its x\): sample 37 contains NaN or inf",
+    ),
     "empty arrays": (lambda tmp: fit(X[:0], Y[:0])(), ValueError, "holds no samples"),
     "empty dataset": (
         lambda tmp: fit(
