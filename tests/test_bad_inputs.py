@@ -16,6 +16,7 @@ from kdistill import (
     saving,
 )
 from kdistill.backend import keras
+from kdistill.callbacks import TemperatureScheduler
 from kdistill.compare import pareto, strategies
 from kdistill.tflite import evaluate_tflite
 
@@ -300,6 +301,12 @@ CASES = {
         lambda tmp: losses.functional.soft_target_kd([[1.0, 2.0]], [[1.0, 2.0]], 1e-3),
         ValueError,
         r"argument `temperature`. Expected a number in \[0.01, 10000.0\]",
+    ),
+    "temperature schedule leaving the supported range": (
+        lambda tmp: fit(X, Y, callbacks=[TemperatureScheduler(lambda epoch: 5e4)])(),
+        ValueError,
+        r"argument `temperature`. Expected a number in \[0.01, 10000.0\]. Received: "
+        r"temperature=50000.0",
     ),
     ".npz with NaN": (
         lambda tmp: npz(tmp, x_train=with_nan(np.ones((40, 4, 4)), 7)),
