@@ -252,7 +252,9 @@ class Distiller(keras.Model):
         if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
             with data_contract.renamed("validation_data"):
                 self._check_data(*validation_data, *[None] * (3 - len(validation_data)), None)
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), StopOnNonFiniteLoss()]
+        callbacks = kwargs.get("callbacks") or []
+        if not isinstance(callbacks, keras.callbacks.CallbackList):  # a CallbackList is kept
+            kwargs["callbacks"] = [*callbacks, StopOnNonFiniteLoss()]
         tracking = self._track_teacher_agreement
         try:
             return super().fit(x, y, batch_size, **kwargs)
