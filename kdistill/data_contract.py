@@ -128,6 +128,8 @@ def check_finite(array, name: str, batch_size: int | None = None) -> None:
 def check_class_labels(labels, num_classes: int | None, name: str = "y") -> np.ndarray:
     """Checks sparse class labels: numbers, finite, whole, in [0, num_classes).
 
+    One-hot rows (shape (n, classes)) are refused with the fix.
+
     Args:
         labels: Class indices, shape (n,) or (n, 1).
         num_classes: The number of classes, or None to skip the range check.
@@ -143,6 +145,11 @@ def check_class_labels(labels, num_classes: int | None, name: str = "y") -> np.n
     """
     labels = as_array(labels, name)
     check_not_strings(labels, name)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        raise ValueError(
+            f"Invalid value for argument `{name}`: the labels look one-hot (shape "
+            f"{labels.shape}), but class indices are expected. Pass {name}.argmax(-1)."
+        )
     if not labels.size:
         return labels
     check_finite(labels, name)

@@ -40,6 +40,16 @@ def test_check_class_labels_returns_good_labels_and_names_the_bad_one():
         data_contract.check_class_labels(["cat", "dog"], 3, "labels")
 
 
+def test_check_class_labels_refuses_one_hot_rows_with_the_fix():
+    data_contract.check_class_labels(np.array([[0], [2]]), 3)  # a column of indices is fine
+    with pytest.raises(
+        ValueError,
+        match=r"`y_test`: the labels look one-hot \(shape \(4, 3\)\)"
+        r", but class indices are expected. Pass y_test.argmax\(-1\).",
+    ):
+        data_contract.check_class_labels(np.eye(3)[[0, 1, 2, 0]], 3, "y_test")
+
+
 def test_check_sample_weight_accepts_zeros_among_positive_weights():
     weights = data_contract.check_sample_weight([0.0, 1.0, 2.5], 3)
     assert weights.tolist() == [0.0, 1.0, 2.5]
