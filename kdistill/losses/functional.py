@@ -38,15 +38,16 @@ def soft_target_kd(
     KL between them, of order (z/T)^2, drowns in float32's rounding of the
     log-probabilities (T=1e4 gave 11.2 instead of 9.09). In float64 it stays
     within 1e-6 of the exact value up to T=1e4 (`validation.TEMPERATURE_RANGE`
-    is the accepted range). TPUs, which lack float64, are not supported. The
-    casts add 6 kernels to a step: on `benchmarks/step_profile.py`'s MLP pair
-    without XLA (40 rounds on a busy shared CPU) kdistill's offline step went
-    from 1.045x to 1.064x the student-only floor.
+    is the accepted range). TPUs, which lack float64, are not supported.
 
     The gradient is written out (with respect to both logits and the
     temperature, and itself differentiable) from the forward pass's own
-    log-probabilities, in as many kernels as TensorFlow's derived gradient
-    of the float32 loss takes.
+    log-probabilities: without XLA a training step runs fewer kernels than
+    with TensorFlow's derived gradient of the float32 loss
+    (`benchmarks/step_profile.py`, MLP pair: 238 per step against 241; the
+    float64 casts added 3 to the float32 form's 235, and in two 40-round runs
+    on a busy shared CPU the step went from 1.03-1.05x the student-only floor
+    to 1.06-1.07x).
 
     Args:
         teacher_logits: Tensor (batch, classes).
@@ -69,13 +70,14 @@ def soft_target_kd(
 
 
 @tf.custom_gradient
-def _soft_target_kd(teacher_logits, student_logits, temperature):
-    z_t = tf.cast(teacher_logits, tf.float64)
-    z_s = tf.cast(student_logits, tf.float64)
-    t = tf.cast(temperature, tf.float64)
-    inverse_t = tf.math.reciprocal(t)
-    teacher_log_p = tf.nn.log_softmax(z_t * inverse_t, axis=-1)
-    student_log_p = tf.nn.log_softmax(z_s * inverse_t, axis=-1)
+def _soft_target_kd(teacher_logits, student_logits, t):
+    # z/T in float32 is exact to float32's relative precision; what float32
+    # cannot hold is the tiny difference of two nearly uniform
+    # log-probabilities, so everything from the log-softmax on is float64.
+    a = tf.cast(teacher_logits / t, tf.float64)
+    s = tf.cast(student_logits / t, tf.float64)
+    teacher_log_p = tf.nn.log_softmax(a, axis=-1)
+    student_log_p = tf.nn.log_softmax(s, axis=-1)
     teacher_p = tf.exp(teacher_log_p)
     log_ratio = teacher_log_p - student_log_p
     kl = tf.reduce_sum(teacher_p * log_ratio, axis=-1)
@@ -84,21 +86,18 @@ def _soft_target_kd(teacher_logits, student_logits, temperature):
         # With a = z_t/T, s = z_s/T, p = softmax(a), q = softmax(s):
         #   dKL/ds = q - p and dKL/da = p * (log p - log q - KL),
         # so d(T^2 KL)/dz = T * dKL/d(z/T). The temperature enters through
-        # T^2 (2T KL) and through both z/T (each dz * z, times -1/T).
-        upstream = tf.cast(upstream, tf.float64)
-        scale = tf.expand_dims(upstream * t, -1)
-        d_student = scale * (tf.exp(student_log_p) - teacher_p)
-        d_teacher = scale * teacher_p * (log_ratio - tf.expand_dims(kl, -1))
-        d_t = 2.0 * tf.reduce_sum(upstream * t * kl) - inverse_t * tf.reduce_sum(
-            d_teacher * z_t + d_student * z_s
-        )
-        return (
-            tf.cast(d_teacher, tf.float32),
-            tf.cast(d_student, tf.float32),
-            tf.cast(d_t, tf.float32),
-        )
+        # T^2 (2T KL) and through both z/T (each dz * z, times -1/T), which
+        # per sample is T * (2 KL - sum(dKL/da * a + dKL/ds * s)): formed in
+        # float64, where its two nearly equal terms still differ at large T.
+        d_s = tf.exp(student_log_p) - teacher_p
+        d_a = teacher_p * (log_ratio - tf.expand_dims(kl, -1))
+        d_t = 2.0 * kl - tf.reduce_sum(d_a * a + d_s * s, axis=-1)
+        scale = upstream * t
+        d_teacher = tf.expand_dims(scale, -1) * tf.cast(d_a, tf.float32)
+        d_student = tf.expand_dims(scale, -1) * tf.cast(d_s, tf.float32)
+        return d_teacher, d_student, tf.reduce_sum(scale * tf.cast(d_t, tf.float32))
 
-    return tf.cast(tf.square(t) * kl, tf.float32), gradient
+    return tf.square(t) * tf.cast(kl, tf.float32), gradient
 
 
 def logit_mse(
