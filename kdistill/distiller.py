@@ -40,6 +40,9 @@ _FIT_ARGUMENTS = (
     "validation_steps",
     "validation_batch_size",
     "validation_freq",
+    "max_queue_size",  # tf_keras only, from here on
+    "workers",
+    "use_multiprocessing",
 )
 
 # What a training step may return to `fit`'s per-batch callbacks (see `compile`).
@@ -244,7 +247,7 @@ class Distiller(keras.Model):
 
         kwargs.update(zip(_FIT_ARGUMENTS, args))
         data_contract.check_fit_arguments(batch_size, kwargs.get("epochs", 1))
-        x, y = _lists_as_arrays(x, "x"), _lists_as_arrays(y, "y")
+        x, y = self._lists_as_arrays(x, y)
         if kwargs.get("sample_weight") is not None:
             kwargs["sample_weight"] = _lists_as_arrays(kwargs["sample_weight"], "sample_weight")
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
@@ -267,13 +270,20 @@ class Distiller(keras.Model):
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""
         data_contract.check_fit_arguments(batch_size, None)
-        x, y = _lists_as_arrays(x, "x"), _lists_as_arrays(y, "y")
+        x, y = self._lists_as_arrays(x, y)
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
         try:
             return super().evaluate(x, y, batch_size, *args, **kwargs)
         except Exception:
             self._forget_traced_steps()
             raise
+
+    def _lists_as_arrays(self, x, y):
+        """Python lists of numbers as arrays (y only for one output: a list
+        there may hold one entry per output)."""
+        if len(self._output_names) == 1:
+            y = _lists_as_arrays(y, "y")
+        return _lists_as_arrays(x, "x"), y
 
     def _check_data(self, x, y, sample_weight, batch_size):
         tensors = getattr(self.student, "outputs", None) or [None]
