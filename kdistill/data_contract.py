@@ -2,27 +2,28 @@
 
 `Distiller.fit`/`evaluate`, `cache_teacher_outputs`, `offline_targets` and
 the command line's `.npz` loader call these before anything is trained,
-cached, saved or exported, so bad data stops the run with one paragraph that
-names the array, the first offending index or value, and the fix, instead of a
-TensorFlow traceback halfway through an epoch. Each check runs once, on numpy
-arrays, outside any traced step.
+cached or saved (the public checks are there for the export side too), so
+bad data stops the run with one paragraph that names the array, the first
+offending index or value, and the fix, instead of a TensorFlow traceback
+halfway through an epoch. Each check runs once, on numpy arrays, outside any
+traced step.
 
 Errors are `ValueError` (a bad value) or `TypeError` (a bad kind: strings
 where numbers belong), in Keras's form::
 
-    Invalid value for argument `sample_weight`: sample 3 is -1.0. ...
+    Invalid value for argument `sample_weight`: sample 3 is -1. ...
 
 For a `tf.data.Dataset` only what its element spec shows is checked (string
 dtypes, an empty dataset): its values are not read, since that would consume
 it. NaN, inf, labels out of range and negative weights inside a dataset are
-not caught here; a non-finite loss still stops `fit` (`kdistill.callbacks.
-StopOnNonFiniteLoss`).
+not caught here; a non-finite loss still stops `fit`
+(`kdistill.callbacks.StopOnNonFiniteLoss`).
 
 Example:
     >>> from kdistill import data_contract
     >>> data_contract.check_sample_weight([1.0, -1.0], 2)
     Traceback (most recent call last):
-    ValueError: Invalid value for argument `sample_weight`: sample 1 is -1.0. ...
+    ValueError: Invalid value for argument `sample_weight`: sample 1 is -1. ...
 """
 
 from __future__ import annotations
