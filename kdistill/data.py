@@ -7,8 +7,10 @@ split is kept for final numbers only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import re
 
 import numpy as np
 
@@ -154,7 +156,58 @@ def _load_npz(path):
                 f"Invalid data in {path!r}: x_{part} has {len(xs)} samples but "
                 f"y_{part} has {len(ys)}. Inputs and labels must pair up."
             )
-    return _images(x_train), _labels(y_train), _images(x_test), _labels(y_test)
+    _check_npz(path, dict(zip(NPZ_KEYS, arrays)))
+    x_train, x_test = _images(x_train, x_test)
+    return x_train, _labels(y_train), x_test, _labels(y_test)
+
+
+def _check_npz(path, arrays):
+    """The data contract on an .npz's arrays; each message names file and key."""
+    from kdistill import data_contract  # imports TensorFlow: only when a file is read
+
+    with _naming(path):
+        for key in ("x_train", "x_test"):
+            data_contract.check_not_strings(arrays[key], key)
+            data_contract.check_finite(arrays[key], key)
+        for key in ("y_train", "y_test"):
+            labels = arrays[key]
+            if labels.ndim == 2 and labels.shape[1] > 1:
+                raise ValueError(
+                    f"Invalid value for argument `{key}`: the labels look one-hot (shape "
+                    f"{labels.shape}). Save class indices instead: {key}.argmax(-1)."
+                )
+            data_contract.check_class_labels(labels, None, key)
+            if labels.size and labels.min() < 0:
+                data_contract.check_class_labels(labels, int(labels.max()) + 1, key)
+        classes = int(arrays["y_train"].max()) + 1 if arrays["y_train"].size else 0
+        test = arrays["y_test"].reshape(-1)
+        unseen = np.flatnonzero(test >= classes)
+        if unseen.size:
+            index = int(unseen[0])
+            raise ValueError(
+                f"Invalid value for argument `y_test`: label {index} is "
+                f"{test[index].item()}, a class y_train never has "
+                f"(y_train's labels run from 0 to {classes - 1}). A model trained on "
+                "y_train cannot predict it: fix the labels, or add samples of that "
+                "class to the training split."
+            )
+        data_contract.check_same_scale(arrays["x_train"], arrays["x_test"], ("x_train", "x_test"))
+
+
+@contextlib.contextmanager
+def _naming(path):
+    """Rewrites data_contract's "argument `key`" as the file and key."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = re.sub(
+            r"Invalid value for argument `(\w+)`",
+            lambda match: f"Invalid data in {path}, key {match.group(1)}",
+            str(error),
+            count=1,
+        )
+        message = message.replace("Invalid data:", f"Invalid data in {path}:", 1)
+        raise type(error)(message) from None
 
 
 def _load_keras_dataset(name):
@@ -170,16 +223,24 @@ def _load_keras_dataset(name):
             "use; offline, save it as an .npz file with keys x_train, y_train, "
             "x_test, y_test and pass --data_path, or use --dataset digits."
         ) from error
-    return _images(x_train), _labels(y_train), _images(x_test), _labels(y_test)
+    x_train, x_test = _images(x_train, x_test)
+    return x_train, _labels(y_train), x_test, _labels(y_test)
 
 
-def _images(x):
-    x = np.asarray(x)
-    scale = 255.0 if x.dtype == np.uint8 or x.max() > 1.0 else 1.0
-    x = (x / scale).astype("float32")
-    if x.ndim == 3:  # (N, H, W) grey images get a channel axis
-        x = x[..., None]
-    return x
+def _images(*splits):
+    """Scales every split by one rule, chosen from all of them: uint8 data,
+    or values above 1, are divided by 255."""
+    splits = [np.asarray(x) for x in splits]
+    largest = max(float(x.max()) if x.size else 0.0 for x in splits)
+    uint8 = any(x.dtype == np.uint8 for x in splits)
+    scale = 255.0 if uint8 or largest > 1.0 else 1.0
+    scaled = []
+    for x in splits:
+        x = (x / scale).astype("float32")
+        if x.ndim == 3:  # (N, H, W) grey images get a channel axis
+            x = x[..., None]
+        scaled.append(x)
+    return scaled if len(scaled) > 1 else scaled[0]
 
 
 def _labels(y):

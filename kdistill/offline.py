@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdistill import outputs, targets, validation
+from kdistill import data_contract, outputs, targets, validation
 from kdistill.backend import keras, tf
 
 
@@ -30,11 +30,29 @@ def offline_targets(labels, teacher_outputs) -> dict:
         A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``
         (see `kdistill.targets.pack`).
 
+    Raises:
+        ValueError: The cached outputs hold NaN or inf, or the two hold
+            different numbers of rows.
+        TypeError: The labels are strings.
+
     Example:
         >>> t = cache_teacher_outputs(teacher, x_train)
         >>> distiller.fit(x_train, offline_targets(y_train, t), epochs=5)
     """
+    for values in _arrays(teacher_outputs):
+        data_contract.check_finite(values, "teacher_outputs")
+    for values in _arrays(labels):
+        data_contract.check_not_strings(data_contract.as_array(values, "labels"), "labels")
     return targets.pack(labels, teacher_outputs)
+
+
+def _arrays(values) -> list:
+    """The numpy arrays (or lists) in `values`, or in its list or dict of them."""
+    if isinstance(values, dict):
+        values = list(values.values())
+    if isinstance(values, (list, tuple)) and not data_contract.is_list_of_values(values):
+        return [v for v in values if isinstance(v, (np.ndarray, list))]
+    return [values] if isinstance(values, (np.ndarray, list)) else []
 
 
 def cache_teacher_outputs(teacher, data, batch_size: int = 256):
@@ -56,6 +74,10 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
         same batches whose targets are already packed with `offline_targets`
         (iterate a deterministic dataset; shuffle the result with
         ``.unbatch().shuffle(n).batch(b)`` if needed).
+
+    Raises:
+        ValueError: The data (arrays) or the teacher's outputs hold NaN or
+            inf; nothing is returned for a teacher that would poison training.
 
     Example:
         >>> t = cache_teacher_outputs(teacher, x_train, batch_size=512)
@@ -82,17 +104,43 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
         return logits[0] if len(logits) == 1 else np.stack(logits, axis=1)
 
     if isinstance(data, tf.data.Dataset):
+        data_contract.check_dataset(data)
         return _cache_dataset(run, data)
     validation.check_integer(batch_size, "batch_size", minimum=1)
+    if data_contract.is_list_of_values(data):
+        data = data_contract.as_array(data, "data")
     first = tf.nest.flatten(data)[0]
     n = len(first)
     if n == 0:
         raise ValueError("Invalid value for argument `data`: it holds no samples.")
+    for array in tf.nest.flatten(data):
+        array = data_contract.as_array(array, "data")
+        data_contract.check_not_strings(array, "data")
+        data_contract.check_finite(array, "data", batch_size)
+    if len(tf.nest.flatten(data)) == 1:
+        expected = validation.static_shape(teachers[0], "inputs")
+        data_contract.check_input_shape(tf.nest.flatten(data)[0], expected, "data", "teacher")
     chunks = []
     for start in range(0, n, batch_size):
         batch = tf.nest.map_structure(lambda a, i=start: a[i : i + batch_size], data)
         chunks.append(run(batch))
-    return _concatenate(chunks)
+    return _check_teacher_outputs(_concatenate(chunks))
+
+
+def _check_teacher_outputs(cached):
+    """Refuses NaN or inf in what the teacher returned, naming the sample."""
+    for values in cached if isinstance(cached, list) else [cached]:
+        rows = values.reshape(len(values), -1)
+        finite = np.all(np.isfinite(rows), axis=1)
+        if not np.all(finite):
+            index = int(np.argmin(finite))
+            raise ValueError(
+                f"Invalid value for argument `teacher`: the teacher's outputs are NaN or "
+                f"inf for sample {index} (of {len(values)}), though the data is finite. "
+                "Cached, they would turn the student's loss NaN. Check the teacher (a "
+                "training run that diverged, or weights loaded wrongly) before caching."
+            )
+    return cached
 
 
 def _concatenate(chunks):
@@ -120,7 +168,7 @@ def _cache_dataset(run, dataset):
     def concat(parts):
         return tf.nest.map_structure(lambda *p: np.concatenate(p, axis=0), *parts)
 
-    targets = offline_targets(concat(ys), _concatenate(ts))
+    targets = offline_targets(concat(ys), _check_teacher_outputs(_concatenate(ts)))
     if ws[0] is None:
         elements = (concat(xs), targets)
     else:

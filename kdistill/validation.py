@@ -67,6 +67,33 @@ def check_unit_interval(value: Any, argument: str) -> float:
     return value
 
 
+# The softening temperatures kdistill accepts. Above 1e4 the softened
+# distributions are uniform to within 1e-4 for logits of ordinary size, and
+# T^2 * KL is, to within its rounding, its limit: the mean squared difference
+# of the centred logits over two, which `LogitMSE` computes directly. The loss
+# is tested against a float64 reference up to 1e4. Below 0.01 the softened
+# distribution is one-hot for any logit gap above 0.2: a hard label.
+TEMPERATURE_RANGE = (0.01, 1e4)
+
+
+def check_temperature(value: Any, argument: str = "temperature") -> float:
+    """Returns `value` as a float if it is a temperature in `TEMPERATURE_RANGE`.
+
+    Example:
+        >>> check_temperature(4)
+        4.0
+    """
+    value = check_positive(value, argument)
+    low, high = TEMPERATURE_RANGE
+    if not low <= value <= high:
+        raise ValueError(
+            _invalid(argument, f"a number in [{low}, {high}]", value)
+            + ". Above it soft targets are uniform and the loss is logit matching "
+            "(use kdistill.losses.LogitMSE); below it they are hard labels."
+        )
+    return value
+
+
 def check_integer(value: Any, argument: str, minimum: int = 0) -> int:
     """Returns `value` if it is an integer >= `minimum` (booleans are refused).
 

@@ -5,8 +5,18 @@ import numpy as np
 import pytest
 from conftest import tiny_mlp, toy_data
 
-from kdistill import Distiller, backend, compare, data, export, losses, saving
+from kdistill import (
+    Distiller,
+    backend,
+    compare,
+    data,
+    export,
+    losses,
+    offline,
+    saving,
+)
 from kdistill.backend import keras
+from kdistill.callbacks import TemperatureScheduler
 from kdistill.compare import pareto, strategies
 from kdistill.tflite import evaluate_tflite
 
@@ -71,6 +81,62 @@ def lambda_model_file(tmp_path):
     path = str(tmp_path / "lambda.keras")
     model.save(path)
     return path
+
+
+def with_nan(array, index=5):
+    array = np.array(array, dtype="float32")
+    array.reshape(len(array), -1)[index, 0] = np.nan
+    return array
+
+
+def offline_fit(teacher_outputs):
+    distiller = Distiller(None, tiny_mlp(name="student"))
+    distiller.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    y = offline.offline_targets(Y, teacher_outputs)
+    return distiller.fit(X, y, epochs=1, verbose=0)
+
+
+def nan_teacher():
+    inputs = keras.Input((4,))
+    return keras.Model(inputs, keras.layers.Dense(3, bias_initializer="zeros")(inputs) * np.nan)
+
+
+def fit_with_learning_rate(learning_rate):
+    distiller = Distiller(TEACHER, tiny_mlp(name="s"))
+    distiller.compile(
+        optimizer=keras.optimizers.SGD(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    return distiller.fit(X * 1e3, Y, batch_size=16, epochs=2, verbose=0)
+
+
+def fit_online(teacher):
+    distiller = Distiller(teacher, tiny_mlp(name="s"))
+    distiller.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    return distiller.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+
+
+def dataset(x, y):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def npz(tmp_path, **changes):
+    arrays = {
+        "x_train": np.random.default_rng(0).uniform(0, 1, (40, 4, 4)).astype("float32"),
+        "y_train": np.arange(40) % 4,
+        "x_test": np.random.default_rng(1).uniform(0, 1, (20, 4, 4)).astype("float32"),
+        "y_test": np.arange(20) % 4,
+    }
+    arrays.update(changes)
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return data.load(data_path=str(path))
 
 
 CASES = {
@@ -145,6 +211,148 @@ CASES = {
         lambda tmp: fit(nan_inputs(), Y, batch_size=16)(),
         ValueError,
         r"sample 37 contains NaN or inf \(batch 2 at batch_size 16\)",
+    ),
+    "NaN in sample weights": (
+        lambda tmp: fit(X, Y, sample_weight=with_nan(np.ones(64), 9))(),
+        ValueError,
+        r"`sample_weight`: sample 9 contains NaN or inf",
+    ),
+    "negative sample weights": (
+        lambda tmp: fit(X, Y, sample_weight=np.where(np.arange(64) == 4, -1.0, 1.0))(),
+        ValueError,
+        r"`sample_weight`: sample 4 is -1. Sample weights must be >= 0",
+    ),
+    "sample weights all zero": (
+        lambda tmp: fit(X, Y, sample_weight=np.zeros(64))(),
+        ValueError,
+        "every weight is 0",
+    ),
+    "NaN in cached teacher outputs": (
+        lambda tmp: offline_fit(with_nan(np.zeros((64, 3)), 11)),
+        ValueError,
+        r"`teacher_outputs`: sample 11 contains NaN or inf",
+    ),
+    "labels that are not whole numbers": (
+        lambda tmp: fit(X, Y + 0.5)(),
+        ValueError,
+        r"class labels must be whole numbers, but label 0 is \d.5",
+    ),
+    "string labels": (
+        lambda tmp: fit(X, np.array(["cat", "dog"] * 32))(),
+        TypeError,
+        r"argument `y`. Expected numbers.*strings.*numpy.unique",
+    ),
+    "string labels in a dataset": (
+        lambda tmp: fit(dataset(X, np.array(["cat", "dog"] * 32)), None)(),
+        TypeError,
+        r"argument `y`: the dataset's y are strings",
+    ),
+    "NaN in labels": (
+        lambda tmp: fit(X, with_nan(Y, 3))(),
+        ValueError,
+        r"`y`: sample 3 contains NaN or inf",
+    ),
+    "batch_size zero": (
+        lambda tmp: fit(X, Y, batch_size=0)(),
+        ValueError,
+        r"argument `batch_size`. Expected (an integer >= 1|a positive integer). Received: batch_size=0",
+    ),
+    "epochs negative": (
+        lambda tmp: compiled().fit(X, Y, epochs=-1, verbose=0),
+        ValueError,
+        r"argument `epochs`. Expected (an integer >= 1|a positive integer). Received: epochs=-1",
+    ),
+    "ragged Python list": (
+        lambda tmp: fit([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]], [0, 1])(),
+        ValueError,
+        r"`x`: it is a ragged Python list",
+    ),
+    "non-finite loss (learning rate far too high)": (
+        lambda tmp: fit_with_learning_rate(1e30),
+        ValueError,
+        r"training loss became (nan|inf) at epoch \d, step \d+.*learning rate too high",
+    ),
+    "teacher whose outputs are NaN": (
+        lambda tmp: fit_online(nan_teacher()),
+        ValueError,
+        r"training loss became nan at epoch 1, step 1.*teacher whose outputs are not finite",
+    ),
+    "NaN in the data to cache teacher outputs for": (
+        lambda tmp: offline.cache_teacher_outputs(TEACHER, nan_inputs()),
+        ValueError,
+        r"argument `data`: sample 37 contains NaN or inf",
+    ),
+    "teacher whose cached outputs are NaN": (
+        lambda tmp: offline.cache_teacher_outputs(nan_teacher(), X),
+        ValueError,
+        r"teacher's outputs are NaN or inf for sample 0",
+    ),
+    "offline targets with NaN": (
+        lambda tmp: offline.offline_targets(Y, with_nan(np.zeros((64, 3)), 2)),
+        ValueError,
+        r"`teacher_outputs`: sample 2 contains NaN or inf",
+    ),
+    "temperature above the supported range": (
+        lambda tmp: losses.SoftTargetKD(1e5),
+        ValueError,
+        r"argument `temperature`. Expected a number in \[0.01, 10000.0\].*LogitMSE",
+    ),
+    "temperature below the supported range": (
+        lambda tmp: losses.functional.soft_target_kd([[1.0, 2.0]], [[1.0, 2.0]], 1e-3),
+        ValueError,
+        r"argument `temperature`. Expected a number in \[0.01, 10000.0\]",
+    ),
+    "temperature schedule leaving the supported range": (
+        lambda tmp: fit(X, Y, callbacks=[TemperatureScheduler(lambda epoch: 5e4)])(),
+        ValueError,
+        r"argument `temperature`. Expected a number in \[0.01, 10000.0\]. Received: "
+        r"temperature=50000.0",
+    ),
+    ".npz with NaN": (
+        lambda tmp: npz(tmp, x_train=with_nan(np.ones((40, 4, 4)), 7)),
+        ValueError,
+        r"data.npz, key x_train: sample 7 contains NaN or inf",
+    ),
+    ".npz with labels that are not whole numbers": (
+        lambda tmp: npz(tmp, y_test=np.arange(20) % 4 + 0.5),
+        ValueError,
+        r"data.npz, key y_test: class labels must be whole numbers",
+    ),
+    ".npz with string labels": (
+        lambda tmp: npz(tmp, y_train=np.array(["a", "b"] * 20)),
+        TypeError,
+        r"data.npz, key y_train.*Expected numbers.*strings",
+    ),
+    ".npz with negative labels": (
+        lambda tmp: npz(tmp, y_train=np.arange(40) % 4 - 1),
+        ValueError,
+        r"data.npz, key y_train: labels must lie in \[0, ",
+    ),
+    ".npz with test labels the training split lacks": (
+        lambda tmp: npz(tmp, y_test=np.arange(20) % 6),
+        ValueError,
+        r"data.npz, key y_test: label 4 is 4, a class y_train never has",
+    ),
+    ".npz splits on different scales": (
+        lambda tmp: npz(tmp, x_train=np.full((40, 4, 4), 16.0, "float32")),
+        ValueError,
+        r"data.npz: `x_train` and `x_test` are on different scales",
+    ),
+    "inputs of another shape than the student's (digits model on MNIST)": (
+        lambda tmp: fit(np.zeros((64, 28, 28, 1), "float32"), Y)(),
+        ValueError,
+        r"`x`: its samples have shape \(28, 28, 1\), but the student takes samples of "
+        r"shape \(4,\)",
+    ),
+    "data of another shape than the teacher's, to cache": (
+        lambda tmp: offline.cache_teacher_outputs(TEACHER, np.zeros((8, 7), "float32")),
+        ValueError,
+        r"`data`: its samples have shape \(7,\), but the teacher takes samples of shape \(4,\)",
+    ),
+    "NaN in validation data": (
+        lambda tmp: fit(X, Y, validation_data=(nan_inputs(), Y))(),
+        ValueError,
+        r"argument `validation_data` \(its x\): sample 37 contains NaN or inf",
     ),
     "empty arrays": (lambda tmp: fit(X[:0], Y[:0])(), ValueError, "holds no samples"),
     "empty dataset": (

@@ -78,6 +78,66 @@ def test_soft_targets_written_gradient_matches_automatic_differentiation(mode):
         np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4, atol=1e-5, err_msg=name)
 
 
+def soft_target_kd_float64(teacher, student, t):
+    """The closed form in numpy float64: T^2 * KL(softmax(z_t/T) || softmax(z_s/T))."""
+
+    def log_softmax(z):
+        z = np.asarray(z, "float64") / t
+        z = z - z.max(axis=-1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+    log_p, log_q = log_softmax(teacher), log_softmax(student)
+    return t * t * np.sum(np.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+LARGE_T_LOGITS = [
+    np.random.default_rng(3).normal(size=(8, 10)).astype("float32") * scale for scale in (5, 3)
+]
+
+
+@pytest.mark.parametrize("t", [1.0, 10.0, 100.0, 1e3, 1e4])
+def test_soft_targets_stay_within_a_thousandth_of_float64_up_to_t_1e4(t):
+    teacher, student = LARGE_T_LOGITS
+    got = losses.soft_target_kd(teacher, student, t).numpy()
+    expected = soft_target_kd_float64(teacher, student, t)
+    np.testing.assert_allclose(got, expected, rtol=1e-3)
+    # As T grows the loss tends to the centred logits' squared distance / 2C.
+    if t == 1e4:
+        centred = (teacher - teacher.mean(-1, keepdims=True)) - (
+            student - student.mean(-1, keepdims=True)
+        )
+        limit = np.sum(np.square(centred.astype("float64")), -1) / (2 * 10)
+        np.testing.assert_allclose(got, limit, rtol=1e-3)
+
+
+@pytest.mark.parametrize("t", [1.0, 100.0, 1e4])
+def test_soft_targets_gradient_matches_float64_autodiff_at_large_temperatures(t):
+    teacher, student = (tf.constant(z) for z in LARGE_T_LOGITS)
+    temperature = tf.constant(t, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch([teacher, student, temperature])
+        value = tf.reduce_sum(losses.soft_target_kd(teacher, student, temperature))
+    got = tape.gradient(value, [teacher, student, temperature])
+    wide = [tf.cast(v, tf.float64) for v in (teacher, student, temperature)]
+    with tf.GradientTape() as tape:
+        tape.watch(wide)
+        value = tf.reduce_sum(soft_target_kd_by_autodiff(*wide))
+    expected = tape.gradient(value, wide)
+    for name, g, e in zip(["teacher", "student", "T"], got, expected):
+        np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-3, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("t", [0.001, 2e4, 1e6])
+def test_temperatures_outside_the_supported_range_are_refused(t):
+    message = r"Expected a number in \[0.01, 10000.0\]. Received: temperature="
+    with pytest.raises(ValueError, match=message):
+        losses.SoftTargetKD(t)
+    with pytest.raises(ValueError, match=message):
+        losses.DecoupledKD(temperature=t)
+    with pytest.raises(ValueError, match=message):
+        losses.soft_target_kd(*LARGE_T_LOGITS, t)
+
+
 def test_soft_targets_gradient_stays_finite_for_huge_logits():
     teacher = tf.constant([[1e4, -1e4, 0.0]])
     student = tf.constant([[-1e4, 1e4, 0.0]])

@@ -2,6 +2,7 @@
 
 from kdistill.callbacks.export_tflite import ExportTFLite
 from kdistill.callbacks.hint_stage import HintStage
+from kdistill.callbacks.non_finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
 from kdistill.callbacks.progress import EpochProgress
 from kdistill.callbacks.schedulers import AlphaScheduler, TemperatureScheduler
 from kdistill.callbacks.teacher_agreement import TeacherAgreement
@@ -11,6 +12,8 @@ __all__ = [
     "EpochProgress",
     "ExportTFLite",
     "HintStage",
+    "NonFiniteLossError",
+    "StopOnNonFiniteLoss",
     "TeacherAgreement",
     "TemperatureScheduler",
 ]

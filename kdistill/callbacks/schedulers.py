@@ -100,7 +100,7 @@ class TemperatureScheduler(_VariableScheduler):
         return variables
 
     def _check(self, value):
-        return validation.check_positive(value, "temperature")
+        return validation.check_temperature(value)
 
 
 class AlphaScheduler(_VariableScheduler):

@@ -22,7 +22,10 @@ class SoftTargetKD(DistillationLoss):
     schedule it during a compiled `fit()`.
 
     Args:
-        temperature: Positive softening temperature (the paper's T).
+        temperature: Softening temperature (the paper's T), in
+            `kdistill.validation.TEMPERATURE_RANGE`, [0.01, 1e4]: above it
+            soft targets are uniform and the loss is logit matching (use
+            `LogitMSE`); below it they are hard labels.
 
     Example:
         >>> loss = SoftTargetKD(temperature=3.0)
@@ -30,7 +33,7 @@ class SoftTargetKD(DistillationLoss):
     """
 
     def __init__(self, temperature: float = 4.0):
-        temperature = validation.check_positive(temperature, "temperature")
+        temperature = validation.check_temperature(temperature)
         self.temperature = scalar_variable(temperature, "temperature")
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
@@ -81,7 +84,8 @@ class DecoupledKD(DistillationLoss):
     Args:
         alpha: Weight of TCKD (paper default 1.0).
         beta: Weight of NCKD (paper default 8.0).
-        temperature: Softening temperature (paper default 4.0).
+        temperature: Softening temperature (paper default 4.0), in
+            `kdistill.validation.TEMPERATURE_RANGE`.
     """
 
     needs_labels = True
@@ -89,7 +93,7 @@ class DecoupledKD(DistillationLoss):
     def __init__(self, alpha: float = 1.0, beta: float = 8.0, temperature: float = 4.0):
         self.alpha = validation.check_non_negative(alpha, "alpha")
         self.beta = validation.check_non_negative(beta, "beta")
-        temperature = validation.check_positive(temperature, "temperature")
+        temperature = validation.check_temperature(temperature)
         self.temperature = scalar_variable(temperature, "temperature")
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
