@@ -110,6 +110,18 @@ def test_soft_targets_stay_within_a_thousandth_of_float64_up_to_t_1e4(t):
         np.testing.assert_allclose(got, limit, rtol=1e-3)
 
 
+@pytest.mark.parametrize("t", [1.0, 4.0, 20.0])
+def test_soft_targets_in_float32_where_there_is_no_float64_match_usual_temperatures(t, monkeypatch):
+    # A TPU has no float64: the same arithmetic then runs in float32, still exact
+    # to float32's precision at the temperatures people use.
+    from kdistill.losses import functional
+
+    monkeypatch.setattr(functional, "_precise_dtype", lambda: tf.float32)
+    teacher, student = LARGE_T_LOGITS
+    got = losses.soft_target_kd(teacher, student, t).numpy()
+    np.testing.assert_allclose(got, soft_target_kd_float64(teacher, student, t), rtol=1e-4)
+
+
 @pytest.mark.parametrize("t", [1.0, 100.0, 1e4])
 def test_soft_targets_gradient_matches_float64_autodiff_at_large_temperatures(t):
     teacher, student = (tf.constant(z) for z in LARGE_T_LOGITS)

@@ -38,7 +38,9 @@ def soft_target_kd(
     KL between them, of order (z/T)^2, drowns in float32's rounding of the
     log-probabilities (T=1e4 gave 11.2 instead of 9.09). In float64 it stays
     within 1e-6 of the exact value up to T=1e4 (`validation.TEMPERATURE_RANGE`
-    is the accepted range). TPUs, which lack float64, are not supported.
+    is the accepted range). Where TensorFlow sees a TPU, which has no float64,
+    the same arithmetic runs in float32 (exact for usual temperatures, less so
+    as T grows towards 1e4).
 
     The gradient is written out (with respect to both logits and the
     temperature, and itself differentiable) from the forward pass's own
@@ -69,13 +71,18 @@ def soft_target_kd(
     )
 
 
+def _precise_dtype() -> tf.DType:
+    # Read when the step is traced: TPUs have no float64.
+    return tf.float32 if tf.config.list_logical_devices("TPU") else tf.float64
+
+
 @tf.custom_gradient
 def _soft_target_kd(teacher_logits, student_logits, t):
     # z/T in float32 is exact to float32's relative precision; what float32
     # cannot hold is the tiny difference of two nearly uniform
     # log-probabilities, so everything from the log-softmax on is float64.
-    a = tf.cast(teacher_logits / t, tf.float64)
-    s = tf.cast(student_logits / t, tf.float64)
+    a = tf.cast(teacher_logits / t, _precise_dtype())
+    s = tf.cast(student_logits / t, _precise_dtype())
     teacher_log_p = tf.nn.log_softmax(a, axis=-1)
     student_log_p = tf.nn.log_softmax(s, axis=-1)
     teacher_p = tf.exp(teacher_log_p)
