@@ -289,7 +289,9 @@ def test_a_directory_holding_a_run_is_refused_without_resume_or_overwrite(tmp_pa
 
 def test_resume_into_another_output_dir_is_refused(tmp_path):
     fake_run(tmp_path / "a")
-    with pytest.raises(ValueError, match=r"--resume .* and --output_dir .* name different directories"):
+    with pytest.raises(
+        ValueError, match=r"--resume .* and --output_dir .* name different directories"
+    ):
         small_run(str(tmp_path / "b"), resume=str(tmp_path / "a"))
     assert not (tmp_path / "b").exists()
     with pytest.raises(ValueError, match=r"--resume and --overwrite exclude each other"):
