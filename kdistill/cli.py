@@ -46,7 +46,10 @@ flags.DEFINE_enum(
     "Built-in dataset; digits ships with scikit-learn and needs no download.",
 )
 flags.DEFINE_string(
-    "data_path", None, "An .npz file with x_train, y_train, x_test, y_test; overrides --dataset."
+    "data_path",
+    None,
+    "An .npz file with x_train, y_train, x_test, y_test; overrides --dataset. For a model "
+    "with several inputs (export, evaluate), store x_train:<input name> and x_test:<input name>.",
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_integer("teacher_epochs", 40, "Training epochs of the teacher.")
@@ -293,13 +296,13 @@ def _export(argv) -> int:
 
     model_path = FLAGS.model
     model = saving.load_model(model_path, unsafe=FLAGS.unsafe_load)
-    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
+    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, several_inputs=True)
     output = _export_output()
     info = export.to_tflite(
         model,
         output,
         FLAGS.quantization,
-        representative_data=split.x_train[: FLAGS.representative_samples],
+        representative_data=data.take(split.x_train, slice(FLAGS.representative_samples)),
     )
     print(f"Wrote {output} ({info['size_bytes']} bytes, {info['gzip_size_bytes']} gzipped)")
     reference = model.predict(split.x_test, verbose=0)
@@ -317,8 +320,8 @@ def _evaluate(argv) -> int:
     from kdistill import data, tflite
 
     path = FLAGS.tflite
-    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed)
-    print(f"{path} on {split.name} ({len(split.x_test)} test samples):")
+    split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, several_inputs=True)
+    print(f"{path} on {split.name} ({data.count(split.x_test)} test samples):")
     _print_report(tflite.evaluate_tflite(path, split.x_test, split.y_test))
     return 0
 

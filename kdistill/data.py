@@ -23,23 +23,27 @@ class Split:
     """Train, validation and test arrays of one dataset.
 
     Attributes:
-        x_train, y_train: Training inputs and sparse labels.
+        x_train, y_train: Training inputs and sparse labels. Inputs are one
+            array, or a dict of arrays keyed by input name for a model with
+            several inputs (an `.npz` with keys `x_train:<name>`).
         x_val, y_val: Validation inputs and labels, taken from training data.
         x_test, y_test: Test inputs and labels.
         name: Where the data came from.
     """
 
-    x_train: np.ndarray
+    x_train: np.ndarray | dict
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: np.ndarray | dict
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: np.ndarray | dict
     y_test: np.ndarray
     name: str = "data"
 
     @property
-    def input_shape(self) -> tuple:
-        """The shape of one input sample."""
+    def input_shape(self) -> tuple | dict:
+        """The shape of one input sample (a dict of shapes for several inputs)."""
+        if isinstance(self.x_train, dict):
+            return {name: tuple(x.shape[1:]) for name, x in self.x_train.items()}
         return tuple(self.x_train.shape[1:])
 
     @property
@@ -54,6 +58,7 @@ def load(
     validation_fraction: float = 0.1,
     seed: int = 0,
     max_train: int | None = None,
+    several_inputs: bool = False,
 ) -> Split:
     """Loads a dataset by name or from an npz file.
 
@@ -66,6 +71,9 @@ def load(
             validation.
         seed: Seed of the validation split (and of the digits test split).
         max_train: Keep at most this many training samples (for quick runs).
+        several_inputs: Accept an `.npz` whose inputs are stored per input
+            name (`x_train:<name>`, `x_test:<name>`): the split's inputs are
+            then dicts. Refused otherwise (the built-in models take one input).
 
     Returns:
         A `Split`.
@@ -78,6 +86,13 @@ def load(
     if data_path:
         x_train, y_train, x_test, y_test = _load_npz(data_path)
         name = os.path.basename(data_path)
+        if isinstance(x_train, dict) and not several_inputs:
+            raise ValueError(
+                f"Invalid data in {data_path}: it holds several inputs "
+                f"({', '.join(sorted(x_train))}), and this job trains kdistill's built-in "
+                "one-input models. Store one x_train/x_test array, or export and evaluate "
+                "your own several-input model (`kdistill export`, `kdistill evaluate`)."
+            )
     elif dataset == "digits":
         x_train, y_train, x_test, y_test = _load_digits(seed)
         name = "digits"
@@ -95,15 +110,15 @@ def load(
             "Invalid value for argument `validation_fraction`. Expected a "
             f"number in (0, 1). Received: validation_fraction={validation_fraction}"
         )
-    order = np.random.default_rng(seed).permutation(len(x_train))
+    order = np.random.default_rng(seed).permutation(count(x_train))
     n_val = max(1, int(round(len(x_train) * validation_fraction)))
     val, train = order[:n_val], order[n_val:]
     if max_train is not None:
         train = train[:max_train]
     return Split(
-        x_train=x_train[train],
+        x_train=take(x_train, train),
         y_train=y_train[train],
-        x_val=x_train[val],
+        x_val=take(x_train, val),
         y_val=y_train[val],
         x_test=x_test,
         y_test=y_test,
@@ -133,7 +148,8 @@ def _load_npz(path):
     try:
         # allow_pickle=False: a data file never executes code.
         with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in NPZ_KEYS if k not in data.files]
+            inputs = {part: _named_inputs(data, part) for part in ("x_train", "x_test")}
+            missing = [k for k in NPZ_KEYS if k not in data.files and not inputs.get(k)]
             if missing:
                 raise ValueError(
                     f"Invalid value for argument `data_path`: {path!r} lacks "
@@ -141,7 +157,7 @@ def _load_npz(path):
                     "expects x_train, y_train, x_test, y_test as in "
                     "keras.datasets.mnist.load_data()."
                 )
-            arrays = [data[k] for k in NPZ_KEYS]
+            arrays = [inputs.get(k) or data[k] for k in NPZ_KEYS]
     except (OSError, EOFError, ValueError) as error:
         if "lacks the keys" in str(error):
             raise
@@ -150,6 +166,8 @@ def _load_npz(path):
             f"readable .npz file ({error}). Save one with numpy.savez."
         ) from error
     x_train, y_train, x_test, y_test = arrays
+    if isinstance(x_train, dict) or isinstance(x_test, dict):
+        return _several_inputs(path, x_train, y_train, x_test, y_test)
     for xs, ys, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(xs) != len(ys):
             raise ValueError(
@@ -159,6 +177,59 @@ def _load_npz(path):
     _check_npz(path, dict(zip(NPZ_KEYS, arrays)))
     x_train, x_test = _images(x_train, x_test)
     return x_train, _labels(y_train), x_test, _labels(y_test)
+
+
+def _named_inputs(data, part: str) -> dict:
+    """The arrays stored as `<part>:<input name>` in an open .npz, by name."""
+    prefix = f"{part}:"
+    return {k[len(prefix) :]: data[k] for k in data.files if k.startswith(prefix)}
+
+
+def _several_inputs(path, x_train, y_train, x_test, y_test):
+    """Checks and scales an .npz stored per input name (`x_train:<name>`)."""
+    if not (isinstance(x_train, dict) and isinstance(x_test, dict)) or set(x_train) != set(x_test):
+        names = [sorted(x) if isinstance(x, dict) else "one array" for x in (x_train, x_test)]
+        raise ValueError(
+            f"Invalid data in {path}: x_train holds {names[0]} but x_test holds {names[1]}. "
+            "Store the same inputs for both splits, as x_train:<name> and x_test:<name>."
+        )
+    for name in sorted(x_train):
+        for xs, ys, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+            if len(xs[name]) != len(ys):
+                raise ValueError(
+                    f"Invalid data in {path!r}: x_{part}:{name} has {len(xs[name])} samples "
+                    f"but y_{part} has {len(ys)}. Inputs and labels must pair up."
+                )
+        _check_npz(
+            path,
+            {
+                "x_train": x_train[name],
+                "y_train": y_train,
+                "x_test": x_test[name],
+                "y_test": y_test,
+            },
+        )
+        if np.issubdtype(x_train[name].dtype, np.integer) and x_train[name].dtype != np.uint8:
+            continue  # integer ids (tokens, categories) stay integer
+        x_train[name], x_test[name] = _images(x_train[name], x_test[name])
+    return x_train, _labels(y_train), x_test, _labels(y_test)
+
+
+def count(x) -> int:
+    """The number of samples in `x`: an array, or a dict of arrays by input name."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take(x, index):
+    """`x[index]` for an array, or for each array of a dict by input name.
+
+    Example:
+        >>> take({"a": np.arange(4), "b": np.arange(4) * 2}, slice(0, 2))
+        {'a': array([0, 1]), 'b': array([0, 2])}
+    """
+    if isinstance(x, dict):
+        return {name: array[index] for name, array in x.items()}
+    return x[index]
 
 
 def _check_npz(path, arrays):

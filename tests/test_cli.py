@@ -132,6 +132,55 @@ def test_export_then_evaluate_a_saved_student(tmp_path):
     assert "latency_ms_median" in result.stdout and "accuracy" in result.stdout
 
 
+def two_input_data(path, n=120):
+    """An .npz stored per input name: an 8x8 image and integer ids (kept integer)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    arrays = {}
+    for part, size in (("train", n), ("test", n // 2)):
+        image = rng.random((size, 8, 8)).astype("float32")
+        ids = rng.integers(0, 5, (size, 3)).astype("int32")
+        arrays[f"x_{part}:image"] = image
+        arrays[f"x_{part}:ids"] = ids
+        arrays[f"y_{part}"] = (image.mean((1, 2)) > 0.5).astype("int64") + 2 * (ids[:, 0] > 2)
+    np.savez(path, **arrays)
+
+
+def test_export_and_evaluate_a_student_with_two_named_inputs(tmp_path):
+    from kdistill.backend import keras
+
+    image = keras.Input((8, 8, 1), name="image")
+    ids = keras.Input((3,), dtype="int32", name="ids")
+    embedded = keras.layers.Flatten()(keras.layers.Embedding(5, 2)(ids))
+    hidden = keras.layers.Concatenate()([keras.layers.Flatten()(image), embedded])
+    model = keras.Model([image, ids], keras.layers.Dense(4)(hidden))
+    model.save(str(tmp_path / "student.keras"))
+    two_input_data(tmp_path / "data.npz")
+    out = str(tmp_path / "student.tflite")
+    data_flags = ("--data_path", str(tmp_path / "data.npz"))
+    result = run_cli(
+        "export", "--model", str(tmp_path / "student.keras"), "--output", out, *data_flags
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    # The float file computes what the Keras model computes, input by input.
+    assert re.search(r"agreement\W+1\.0", result.stdout), result.stdout
+    result = run_cli("evaluate", "--tflite", out, *data_flags)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(60 test samples)" in result.stdout and "accuracy" in result.stdout
+
+
+def test_compare_refuses_data_with_several_inputs_in_one_line(tmp_path):
+    two_input_data(tmp_path / "data.npz")
+    result = run_cli(
+        "compare", "--data_path", str(tmp_path / "data.npz"), "--output_dir", str(tmp_path / "run")
+    )
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert re.match(r"kdistill compare: error: .*holds several inputs \(ids, image\)", lines[0])
+
+
 def test_export_without_model_is_a_usage_error():
     result = run_cli("export")
     assert result.returncode != 0
