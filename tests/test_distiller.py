@@ -187,6 +187,17 @@ def test_sequential_and_subclassed_models_train(kind):
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_sequential_models_never_called_build_on_the_first_batch():
+    x, y = toy_data()
+    teacher = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert student.built and student.count_params() == 4 * 8 + 8 + 8 * 3 + 3
+
+
 class SetAt(keras.callbacks.Callback):
     def __init__(self, variable, epoch, value):
         super().__init__()

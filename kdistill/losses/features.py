@@ -108,7 +108,7 @@ class HintLoss(FeatureLoss):
             )
         width = teacher_shape[-1]
         if len(teacher_shape) == 2:
-            return [keras.layers.Dense(width, name=f"adapter_{self.student_layer}")]
+            return [keras.layers.Dense(width, name=_adapter_name(self.student_layer))]
         if teacher_shape[1:-1] != student_shape[1:-1]:
             raise ValueError(
                 f"HintLoss cannot map the student feature of shape "
@@ -123,7 +123,7 @@ class HintLoss(FeatureLoss):
                 f"HintLoss has no automatic adapter for features of rank "
                 f"{len(teacher_shape)}; pass your own `adapter` layer."
             )
-        return [conv[len(teacher_shape)](width, 1, name=f"adapter_{self.student_layer}")]
+        return [conv[len(teacher_shape)](width, 1, name=_adapter_name(self.student_layer))]
 
     def get_config(self):
         adapter = self.adapter
@@ -195,6 +195,11 @@ class AttentionTransfer(FeatureLoss):
             "beta": self.beta,
             "p": self.p,
         }
+
+
+def _adapter_name(student_layer: str) -> str:
+    # A layer inside a nested model is named by a path; Keras names hold no "/".
+    return "adapter_" + student_layer.replace("/", "_")
 
 
 def _as_names(value, argument) -> tuple:
