@@ -93,6 +93,9 @@ class Distiller(keras.Model):
         self._output_names = outputs.names(student)
         self._student_outputs = outputs.structure(student)
         pairing.bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
+        objective.check_class_axis(
+            self.distillation_losses, outputs.widths(student), self._output_names
+        )
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
@@ -273,6 +276,10 @@ class Distiller(keras.Model):
             outputs.as_logits(s, p)
             for s, p in zip(student_predictions, self._student_returns_probabilities)
         ]
+        # Known here for models whose output shapes were unknown when built.
+        objective.check_class_axis(
+            self.distillation_losses, [t.shape[-1] for t in student_logits], self._output_names
+        )
         several = len(student_logits) > 1  # PerOutput losses take lists
         target, reference = pairing.teacher_targets(
             teacher_out, student_logits, self._output_names, self.teacher_weights

@@ -365,3 +365,40 @@ def test_dkd_receives_the_labels_from_the_distiller():
     logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     expected = float(DecoupledKD(1.0, 8.0, 4.0)(distiller.teacher(x), distiller.student(x), y))
     assert logs["distillation_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def _regressor(name, units):
+    x_in = keras.Input((4,))
+    hidden = keras.layers.Dense(units, activation="relu")(x_in)
+    return keras.Model(x_in, keras.layers.Dense(1)(hidden), name=name)
+
+
+def test_soft_targets_on_a_regression_output_are_refused_naming_logit_mse():
+    with pytest.raises(ValueError, match=r"one unit \(a regression output\).*LogitMSE\(\)"):
+        Distiller(_regressor("teacher", 16), _regressor("student", 4))
+
+
+def test_soft_targets_on_a_subclassed_regressor_are_refused_at_the_first_step():
+    class Regressor(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+    x, _ = toy_data()
+    distiller = Distiller(Regressor(), Regressor(), alpha=0.0)
+    distiller.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"SoftTargetKD compares softmax.*LogitMSE\(\)"):
+        distiller.fit(x, x[:, :1], epochs=1, verbose=0)
+
+
+def test_regression_student_learns_its_teacher_with_logit_mse():
+    x, _ = toy_data()
+    distiller = Distiller(
+        _regressor("teacher", 16), _regressor("student", 4), LogitMSE(), alpha=0.0
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = distiller.fit(x, x[:, :1], epochs=10, verbose=0).history
+    assert history["distillation_loss"][-1] < 0.5 * history["distillation_loss"][0]
