@@ -218,10 +218,16 @@ class Distiller(keras.Model):
         Teacher-agreement tracking is back to its state before the call when
         `fit` returns or raises (a `TeacherAgreement` callback turns it on for
         one fit only, and Keras skips `on_train_end` when training raises).
+        `class_weight` also works with offline targets (Keras refuses it for
+        targets in a dict): it weighs each sample by its label's class.
         When `fit` raises, the next call traces its steps afresh: a step whose
         first trace failed (on bad data, say) would otherwise refuse to create
         the optimizer's variables when called again with good data.
         """
+        if kwargs.get("class_weight") is not None and targets.packs_teacher_outputs(x, y):
+            x, y, kwargs["sample_weight"] = targets.with_class_weight(
+                x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight")
+            )
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
         tracking = self._track_teacher_agreement
         try:

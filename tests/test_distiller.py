@@ -402,3 +402,40 @@ def test_regression_student_learns_its_teacher_with_logit_mse():
     distiller.compile(optimizer=keras.optimizers.Adam(0.01))
     history = distiller.fit(x, x[:, :1], epochs=10, verbose=0).history
     assert history["distillation_loss"][-1] < 0.5 * history["distillation_loss"][0]
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_class_weight_with_offline_targets_weighs_the_labels_samples(as_dataset):
+    from kdistill import offline_targets
+
+    x, y = toy_data(n=32)
+    teacher = tiny_mlp(name="teacher", units=16)
+    packed = offline_targets(y, teacher.predict(x, verbose=0))
+    class_weight = {0: 0.0, 1: 2.0, 2: 1.0}
+    per_sample = np.array([class_weight[int(c)] for c in y], "float32")
+
+    def first_loss(**kwargs):
+        keras.utils.set_random_seed(0)
+        distiller = Distiller(None, tiny_mlp(name="student", units=4), alpha=0.5)
+        distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+        data = {"x": x, "y": packed}
+        if as_dataset and "sample_weight" not in kwargs:
+            data = {"x": keras_dataset(x, packed)}
+        return distiller.fit(
+            **data,
+            batch_size=None if as_dataset else 8,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            **kwargs,
+        ).history["loss"][0]
+
+    weighted = first_loss(class_weight=class_weight)
+    assert weighted == pytest.approx(first_loss(sample_weight=per_sample), rel=1e-5)
+    assert weighted != pytest.approx(first_loss(), rel=1e-3)
+
+
+def keras_dataset(x, packed):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, packed)).batch(8)
