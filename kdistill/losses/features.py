@@ -19,6 +19,7 @@ class FeatureLoss(DistillationLoss):
     """
 
     uses_features = True
+    takes_structures = True  # one feature tensor per layer pair, or a list of them
 
     def __init__(self, teacher_layers, student_layers):
         self.teacher_layers = _as_names(teacher_layers, "teacher_layer")
@@ -89,7 +90,9 @@ class HintLoss(FeatureLoss):
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         distance = HINT_DISTANCES[self.distance]
-        return distance(_single(teacher_outputs), _single(student_outputs))
+        return distance(
+            _single(teacher_outputs, "teacher_outputs"), _single(student_outputs, "student_outputs")
+        )
 
     def make_adapters(self, teacher_shapes, student_shapes):
         teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(student_shapes[0])
@@ -168,6 +171,15 @@ class AttentionTransfer(FeatureLoss):
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         teacher_outputs = _as_list(teacher_outputs)
         student_outputs = _as_list(student_outputs)
+        if len(teacher_outputs) != len(student_outputs) or len(teacher_outputs) != len(
+            self.teacher_layers
+        ):
+            raise ValueError(
+                "Invalid value for arguments `teacher_outputs` and `student_outputs` of "
+                f"AttentionTransfer. Expected one feature map per layer pair "
+                f"({len(self.teacher_layers)}) in each. Received: "
+                f"{len(teacher_outputs)} teacher and {len(student_outputs)} student maps."
+            )
         return tf.add_n(
             [
                 attention_transfer(t, s, self.beta, self.p)
@@ -217,5 +229,14 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _single(value):
-    return value[0] if isinstance(value, (list, tuple)) else value
+def _single(value, argument: str):
+    if not isinstance(value, (list, tuple)):
+        return value
+    if len(value) != 1 or isinstance(value[0], (list, tuple, dict)):
+        raise ValueError(
+            f"Invalid value for argument `{argument}` of HintLoss. Expected one "
+            "feature tensor (or a list holding one). Received: a "
+            f"{type(value).__name__} of {len(value)}. HintLoss compares one layer "
+            "pair; for several, pass one HintLoss per pair."
+        )
+    return value[0]
