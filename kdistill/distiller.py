@@ -138,6 +138,11 @@ class Distiller(keras.Model):
         self.step_logs = "all"
         # Both models are built (or build on first call); nothing to create.
         self.built = bool(getattr(student, "built", False))
+        # The inputs' shapes, kept at the first step for `get_build_config`:
+        # a student built by its first batch (subclassed, Sequential without
+        # an Input) is rebuilt from them when loaded, before its weights and
+        # the optimizer's state are read.
+        self._input_shapes = None
 
     # -- configuration -----------------------------------------------------
 
@@ -363,6 +368,9 @@ class Distiller(keras.Model):
         activation is kept for it.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._input_shapes is None:
+            self._input_shapes = tf.nest.map_structure(lambda t: [None, *list(t.shape)[1:]], x)
+            self.built = True
         y, cached, sample_weight = targets.split(y, sample_weight)
         if cached is None and self.teacher is None:
             raise ValueError(
@@ -463,12 +471,30 @@ class Distiller(keras.Model):
 
     # -- serialization -----------------------------------------------------
 
+    def get_build_config(self):
+        """The inputs' shapes seen at the first step (None before any)."""
+        if self._input_shapes is None:
+            return super().get_build_config()
+        return {"input_shape": self._input_shapes}
+
+    def build_from_config(self, config):
+        """Builds models that build on their first batch, from the saved shapes."""
+        shapes = (config or {}).get("input_shape")
+        if shapes is None:
+            return super().build_from_config(config)
+        batch = _zeros(shapes)
+        for model in [self.student, *self.teachers]:
+            if not model.built:
+                model(batch, training=False)
+        self._input_shapes = shapes
+        self.built = True
+
     def get_config(self):
         """Models, losses, alpha and weights: all `from_config` needs."""
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
-            "teacher": _each_teacher(_model_config, self.teacher),
+            "teacher": _each_teacher(_teacher_config, self.teacher),
             "teacher_weights": list(self.teacher_weights) or None,
             "student": _model_config(self.student),
             "distillation_loss": [serialize(l) for l in self.distillation_losses],
@@ -520,6 +546,24 @@ def _model_config(model) -> dict:
     # distillation run: the Distiller's optimizer trains the student.
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
+    return config
+
+
+def _zeros(shapes):
+    """A batch of one zero sample per input, from shapes as `get_build_config` saves them."""
+    if isinstance(shapes, dict):
+        return {key: _zeros(value) for key, value in shapes.items()}
+    if all(d is None or isinstance(d, int) for d in shapes):
+        return tf.zeros([1 if d is None else d for d in shapes])
+    return [_zeros(value) for value in shapes]
+
+
+def _teacher_config(model) -> dict:
+    # Without its trainable=False: a subclassed teacher rebuilt frozen would
+    # make its layers afterwards, trainable, and the Distiller's freezing it
+    # again would not reach them (Keras skips an unchanged flag).
+    config = _model_config(model)
+    config.get("config", {}).pop("trainable", None)
     return config
 
 

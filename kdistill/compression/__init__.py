@@ -67,8 +67,16 @@ def prune(
     settings = PruningSchedule(
         target_sparsity, begin_step, end_step, frequency, schedule, initial_sparsity, power
     )
+    keras3_pruning._check_graph_model(model, "prune")
     if backend.LEGACY_KERAS:
         _check_prunable(model)
+        if not model.built:
+            raise ValueError(
+                f"Invalid value for argument `model`: {model.name!r} is a Sequential "
+                "model that has not been built, and tensorflow-model-optimization "
+                "prunes built layers only. Start it with keras.Input(shape), or call "
+                "it once on a batch (model(x[:1])), before pruning."
+            )
         from kdistill.compression import tfmot_backend
 
         return tfmot_backend.prune(model, settings)

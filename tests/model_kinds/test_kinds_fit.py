@@ -57,7 +57,7 @@ def test_feature_loss_lowers_its_term_or_is_refused(name):
 def test_two_teacher_ensemble_lowers_the_loss(name):
     second = build(name).teacher
     kind = build(name)  # the same architecture, other weights: build() seeds alike
-    second_weights = [w + 0.1 for w in second.get_weights()] if second.weights else None
+    second_weights = [w + 0.1 for w in second.get_weights()] if second.built else None
     if second_weights:
         second.set_weights(second_weights)
     distiller = compiled(kind, kind.distiller(teacher=[kind.teacher, second]))
