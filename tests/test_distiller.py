@@ -439,3 +439,40 @@ def keras_dataset(x, packed):
     import tensorflow as tf
 
     return tf.data.Dataset.from_tensor_slices((x, packed)).batch(8)
+
+
+@backend.register_serializable
+class RegisteredSubclassedMLP(keras.Model):
+    """A subclassed model that saves: it builds on its first batch."""
+
+    def __init__(self, units=8, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(units, activation="relu")
+        self.out = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_subclassed_pair_reloads_with_its_optimizer_state_and_a_frozen_teacher(tmp_path):
+    import warnings
+
+    x, y = toy_data()
+    distiller = Distiller(RegisteredSubclassedMLP(16), RegisteredSubclassedMLP(4))
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    distiller.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    path = str(tmp_path / "subclassed.keras")
+    distiller.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.models.load_model(path)
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert int(restored.optimizer.iterations.numpy()) == 6  # 3 epochs of 2 batches
+    assert len(restored.trainable_variables) == len(distiller.student.trainable_variables) == 4
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )
