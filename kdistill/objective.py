@@ -145,11 +145,12 @@ def check_class_axis(losses, widths, output_names) -> None:
             if width == 1 and isinstance(chosen, (losses_lib.SoftTargetKD, losses_lib.DecoupledKD)):
                 where = f" on the output {output_names[position]!r}" if len(widths) > 1 else ""
                 raise ValueError(
-                    f"Invalid value for argument `distillation_loss`: {type(chosen).__name__}"
-                    f"{where} compares softmax distributions over classes, but the output "
-                    "has one unit (a regression output), so the loss would be 0 and the "
-                    "student would learn nothing from the teacher. Use "
-                    "kdistill.losses.LogitMSE() for a regression output."
+                    "Invalid value for argument `distillation_loss`. Expected a loss for "
+                    f"an output of one unit (a regression output){where}, such as "
+                    "kdistill.losses.LogitMSE(). Received: distillation_loss="
+                    f"{type(chosen).__name__}, which compares softmax distributions over "
+                    "classes: over one unit it is always 0, and the student would learn "
+                    "nothing from the teacher."
                 )
 
 

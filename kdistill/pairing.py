@@ -177,16 +177,20 @@ def graph_inputs(model):
 
 def _no_graph_message(model, role: str) -> str:
     if isinstance(model, keras.Sequential):
-        return (
-            f"Feature losses need to read the {role}'s layers, but the {role} "
-            f"{model.name!r} is a Sequential model that has not been built, so its "
-            "layers have no outputs yet. Start it with keras.Input(shape), or call "
-            "it once on a batch (model(x[:1])) before building the Distiller."
+        received = (
+            f"the Sequential model {model.name!r} that has not been built (no Input, "
+            "never called), so its layers have no outputs yet. Start it with "
+            "keras.Input(shape), or call it once on a batch (model(x[:1])), before "
+            "building the Distiller."
+        )
+    else:
+        received = (
+            f"the subclassed model {model.name!r}, without a layer graph. Build it as "
+            "a Sequential or functional model with an Input layer."
         )
     return (
-        f"Feature losses need to read the {role}'s layers, but the {role} "
-        f"{model.name!r} is a subclassed model without a layer graph. Build "
-        "it as a Sequential or functional model with an Input layer."
+        f"Invalid value for argument `{role}`. Expected a model whose layers feature "
+        f"losses can read. Received: {received}"
     )
 
 

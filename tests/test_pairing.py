@@ -190,7 +190,9 @@ def test_hint_between_sequential_models_trains(start):
 
 
 def test_hint_on_a_sequential_never_called_says_to_start_it_with_an_input():
-    with pytest.raises(ValueError, match=r"Sequential model that has not been built.*keras\.Input"):
+    with pytest.raises(
+        ValueError, match=r"Sequential model 'teacher' that has not been built.*keras\.Input"
+    ):
         Distiller(
             _sequential("teacher", "bare"),
             _sequential("student", "bare"),

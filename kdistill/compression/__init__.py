@@ -72,10 +72,11 @@ def prune(
         _check_prunable(model)
         if not model.built:
             raise ValueError(
-                f"Invalid value for argument `model`: {model.name!r} is a Sequential "
-                "model that has not been built, and tensorflow-model-optimization "
-                "prunes built layers only. Start it with keras.Input(shape), or call "
-                "it once on a batch (model(x[:1])), before pruning."
+                "Invalid value for argument `model`. Expected a built model "
+                "(tensorflow-model-optimization prunes built layers only). Received: "
+                f"the Sequential model {model.name!r}, which has not been built. Start "
+                "it with keras.Input(shape), or call it once on a batch (model(x[:1])), "
+                "before pruning."
             )
         from kdistill.compression import tfmot_backend
 

@@ -29,8 +29,8 @@ def test_offline_fit_from_cached_teacher_outputs_lowers_the_loss(name):
 
 # Kinds without a layer graph to read features from, and the message they get.
 FEATURE_REFUSALS = {
-    "sequential_bare": "Sequential model that has not been built.*keras.Input",
-    "subclassed": "subclassed model without a layer graph",
+    "sequential_bare": "Sequential model 'teacher' that has not been built.*keras.Input",
+    "subclassed": "subclassed model 'teacher', without a layer graph",
 }
 
 
