@@ -54,7 +54,11 @@ class HintLoss(FeatureLoss):
 
     Args:
         teacher_layer: Name of the teacher layer giving the hint.
-        student_layer: Name of the student layer being guided.
+        student_layer: Name of the student layer being guided. A layer inside
+            a nested model is named by its path of layer names,
+            "backbone/conv" (that nested model's layers up to it then run
+            twice per step, with the same weights: Keras keeps no tensor
+            for a layer inside a nested call).
         adapter: "auto" (Dense or 1x1 Conv chosen by rank), "none" (shapes
             must already match), or a Keras layer to use as the adapter.
         distance: How the adapted student feature is compared with the
@@ -64,6 +68,7 @@ class HintLoss(FeatureLoss):
     Example:
         >>> HintLoss("teacher_hidden", "student_hidden")
         >>> HintLoss("teacher_conv", "student_conv", distance="cosine")
+        >>> HintLoss("teacher_conv", "backbone/conv")  # inside a nested model
     """
 
     def __init__(self, teacher_layer: str, student_layer: str, adapter="auto", distance="mse"):
