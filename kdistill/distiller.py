@@ -113,6 +113,9 @@ class Distiller(keras.Model):
         self._output_names = outputs.names(student)
         self._student_outputs = outputs.structure(student)
         pairing.bind_output_losses(self.distillation_losses, self._output_names, len(teachers))
+        objective.check_class_axis(
+            self.distillation_losses, outputs.widths(student), self._output_names
+        )
         self.distillation_loss_weights = [
             backend.scalar_variable(w, f"distillation_loss_weight_{i}")
             for i, w in enumerate(
@@ -155,6 +158,11 @@ class Distiller(keras.Model):
         self.step_logs = "all"
         # Both models are built (or build on first call); nothing to create.
         self.built = bool(getattr(student, "built", False))
+        # The inputs' shapes, kept at the first step for `get_build_config`:
+        # a student built by its first batch (subclassed, Sequential without
+        # an Input) is rebuilt from them when loaded, before its weights and
+        # the optimizer's state are read.
+        self._input_shapes = None
 
     # -- configuration -----------------------------------------------------
 
@@ -238,6 +246,8 @@ class Distiller(keras.Model):
         Teacher-agreement tracking is back to its state before the call when
         `fit` returns or raises (a `TeacherAgreement` callback turns it on for
         one fit only, and Keras skips `on_train_end` when training raises).
+        `class_weight` also works with offline targets (Keras refuses it for
+        targets in a dict): it weighs each sample by its label's class.
         When `fit` raises, the next call traces its steps afresh: a step whose
         first trace failed (on bad data, say) would otherwise refuse to create
         the optimizer's variables when called again with good data.
@@ -250,6 +260,10 @@ class Distiller(keras.Model):
         x, y = self._lists_as_arrays(x, y)
         if kwargs.get("sample_weight") is not None:
             kwargs["sample_weight"] = _lists_as_arrays(kwargs["sample_weight"], "sample_weight")
+        if kwargs.get("class_weight") is not None and targets.packs_teacher_outputs(x, y):
+            x, y, kwargs["sample_weight"] = targets.with_class_weight(
+                x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight")
+            )
         self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
         validation_data = kwargs.get("validation_data")
         if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
@@ -327,6 +341,10 @@ class Distiller(keras.Model):
             outputs.as_logits(s, p)
             for s, p in zip(student_predictions, self._student_returns_probabilities)
         ]
+        # Known here for models whose output shapes were unknown when built.
+        objective.check_class_axis(
+            self.distillation_losses, [t.shape[-1] for t in student_logits], self._output_names
+        )
         several = len(student_logits) > 1  # PerOutput losses take lists
         target, reference = pairing.teacher_targets(
             teacher_out, student_logits, self._output_names, self.teacher_weights
@@ -404,6 +422,9 @@ class Distiller(keras.Model):
         activation is kept for it.
         """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._input_shapes is None:
+            self._input_shapes = tf.nest.map_structure(lambda t: [None, *list(t.shape)[1:]], x)
+            self.built = True
         y, cached, sample_weight = targets.split(y, sample_weight)
         if cached is None and self.teacher is None:
             raise ValueError(
@@ -504,12 +525,30 @@ class Distiller(keras.Model):
 
     # -- serialization -----------------------------------------------------
 
+    def get_build_config(self):
+        """The inputs' shapes seen at the first step (None before any)."""
+        if self._input_shapes is None:
+            return super().get_build_config()
+        return {"input_shape": self._input_shapes}
+
+    def build_from_config(self, config):
+        """Builds models that build on their first batch, from the saved shapes."""
+        shapes = (config or {}).get("input_shape")
+        if shapes is None:
+            return super().build_from_config(config)
+        batch = _zeros(shapes)
+        for model in [self.student, *self.teachers]:
+            if not model.built:
+                model(batch, training=False)
+        self._input_shapes = shapes
+        self.built = True
+
     def get_config(self):
         """Models, losses, alpha and weights: all `from_config` needs."""
         serialize = keras.saving.serialize_keras_object
         return {
             "name": self.name,
-            "teacher": _each_teacher(_model_config, self.teacher),
+            "teacher": _each_teacher(_teacher_config, self.teacher),
             "teacher_weights": list(self.teacher_weights) or None,
             "student": _model_config(self.student),
             "distillation_loss": [serialize(l) for l in self.distillation_losses],
@@ -569,6 +608,24 @@ def _lists_as_arrays(value, name):
     if data_contract.is_list_of_values(value):
         return data_contract.as_array(value, name)
     return value
+
+
+def _zeros(shapes):
+    """A batch of one zero sample per input, from shapes as `get_build_config` saves them."""
+    if isinstance(shapes, dict):
+        return {key: _zeros(value) for key, value in shapes.items()}
+    if all(d is None or isinstance(d, int) for d in shapes):
+        return tf.zeros([1 if d is None else d for d in shapes])
+    return [_zeros(value) for value in shapes]
+
+
+def _teacher_config(model) -> dict:
+    # Without its trainable=False: a subclassed teacher rebuilt frozen would
+    # make its layers afterwards, trainable, and the Distiller's freezing it
+    # again would not reach them (Keras skips an unchanged flag).
+    config = _model_config(model)
+    config.get("config", {}).pop("trainable", None)
+    return config
 
 
 def _contains(items, item) -> bool:

@@ -128,6 +128,44 @@ def _hard_losses(loss, output_names) -> list:
     return [keras.losses.get(l) if l is not None else None for l in chosen]
 
 
+def check_class_axis(losses, widths, output_names) -> None:
+    """Refuses a loss that compares softmax distributions on an output of one unit.
+
+    Softmax over one unit is 1 whatever the logit, so such a loss is exactly
+    0 and a regression student would learn nothing from its teacher.
+
+    Args:
+        losses: The distillation losses.
+        widths: The last dimension of each student output (None: unknown).
+        output_names: The student's output names, in the same order.
+    """
+    for loss in losses:
+        for position, chosen in _per_output(loss, len(widths)):
+            width = widths[position]
+            if width == 1 and isinstance(chosen, (losses_lib.SoftTargetKD, losses_lib.DecoupledKD)):
+                where = f" on the output {output_names[position]!r}" if len(widths) > 1 else ""
+                raise ValueError(
+                    "Invalid value for argument `distillation_loss`. Expected a loss for "
+                    f"an output of one unit (a regression output){where}, such as "
+                    "kdistill.losses.LogitMSE(). Received: distillation_loss="
+                    f"{type(chosen).__name__}, which compares softmax distributions over "
+                    "classes: over one unit it is always 0, and the student would learn "
+                    "nothing from the teacher."
+                )
+
+
+def _per_output(loss, count: int) -> list:
+    """(output position, loss) for each output `loss` applies to."""
+    if isinstance(loss, losses_lib.PerOutput):
+        chosen = loss._by_position if loss._by_position is not None else loss.losses
+        if isinstance(chosen, list):
+            return [(i, l) for i, l in enumerate(chosen) if l is not None]
+        return []
+    if loss.uses_features:
+        return []
+    return [(i, loss) for i in range(count)]
+
+
 def distillation_terms(losses, target, student_logits, labels, feature_pairs) -> list:
     """Returns each distillation loss per sample, in the order of `losses`.
 

@@ -42,6 +42,15 @@ def count(model) -> int:
     return len(names(model))
 
 
+def widths(model) -> list:
+    """Returns the last dimension of each output of `model` in flat order
+    (None where unknown: a model without a layer graph)."""
+    tensors = flat(structure(model)) if structure(model) is not None else []
+    if len(tensors) != count(model):
+        return [None] * count(model)
+    return [t.shape[-1] for t in tensors]
+
+
 def probability_outputs(model) -> list:
     """Returns, for each output of `model` in flat order, whether it is
     probabilities (its layer applies softmax). A model with one output is

@@ -148,22 +148,116 @@ def feature_view(model, layer_names, role: str):
     """
     if model is None or not layer_names:
         return model
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        raise ValueError(
-            f"Feature losses need to read the {role}'s layers, but the {role} "
-            f"{model.name!r} is a subclassed model without a layer graph. Build "
-            "it as a Sequential or functional model with an Input layer."
+    inputs = graph_inputs(model)
+    if inputs is None:
+        raise ValueError(_no_graph_message(model, role))
+    features = [layer_output(model, name, role) for name in layer_names]
+    return keras.Model(inputs, [*model.outputs, *features], name=f"{model.name}_features")
+
+
+def graph_inputs(model):
+    """Returns `model`'s symbolic inputs in the structure it takes them, or
+    None for a model without a layer graph (subclassed, or a Sequential not
+    yet built).
+
+    A Keras 3 Sequential has `inputs` but no `input`; a functional model's
+    `input` keeps its structure (a dict of inputs stays a dict).
+    """
+    try:
+        tensors = getattr(model, "inputs", None)
+    except (AttributeError, ValueError):
+        return None
+    if not tensors:
+        return None
+    try:
+        return model.input
+    except (AttributeError, ValueError):
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def _no_graph_message(model, role: str) -> str:
+    if isinstance(model, keras.Sequential):
+        received = (
+            f"the Sequential model {model.name!r} that has not been built (no Input, "
+            "never called), so its layers have no outputs yet. Start it with "
+            "keras.Input(shape), or call it once on a batch (model(x[:1])), before "
+            "building the Distiller."
         )
+    else:
+        received = (
+            f"the subclassed model {model.name!r}, without a layer graph. Build it as "
+            "a Sequential or functional model with an Input layer."
+        )
+    return (
+        f"Invalid value for argument `{role}`. Expected a model whose layers feature "
+        f"losses can read. Received: {received}"
+    )
+
+
+def layer_output(model, path: str, role: str):
+    """Returns the symbolic output of the layer named `path` in `model`.
+
+    A layer inside a nested model is named by its path of layer names,
+    "backbone/conv2" (the nested model as a layer of `model`, then its layer).
+
+    Args:
+        model: A Keras model with a layer graph.
+        path: A layer name, or names joined by "/".
+        role: "teacher" or "student", for the messages.
+    """
     available = [layer.name for layer in model.layers]
-    features = []
-    for name in layer_names:
-        if name not in available:
-            raise ValueError(
-                f"The {role} has no layer named {name!r}. Its layers are: {', '.join(available)}."
-            )
-        features.append(model.get_layer(name).output)
-    return keras.Model(model.input, [*model.outputs, *features], name=f"{model.name}_features")
+    if path in available:
+        layer = model.get_layer(path)
+        if isinstance(layer, keras.Model):  # its own `output` is its inner graph's
+            return _single(_outer_node(model, layer).output_tensors)
+        return layer.output
+    first, _, rest = path.partition("/")
+    if not rest or first not in available:
+        nested = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        hint = (
+            " A layer inside a nested model is named by its path of layer names, "
+            f"for example '{nested[0].name}/{_first_layer(nested[0])}'."
+            if nested
+            else ""
+        )
+        raise ValueError(
+            f"The {role} has no layer named {path!r}. Its layers are: {', '.join(available)}.{hint}"
+        )
+    inner = model.get_layer(first)
+    if not isinstance(inner, keras.Model) or graph_inputs(inner) is None:
+        raise ValueError(
+            f"The {role}'s layer {first!r} is not a model with a layer graph, so "
+            f"{path!r} names no layer in it. Name a layer of the {role} itself."
+        )
+    # Keras keeps no tensor for a layer inside a nested model's call, so the
+    # nested model's layers up to that one run again on the same inputs (with
+    # the same weights) to give it.
+    feature = layer_output(inner, rest, role)
+    inner_view = keras.Model(graph_inputs(inner), feature)
+    return inner_view(_single(_outer_node(model, inner).input_tensors))
+
+
+def _outer_node(model, inner):
+    """The node of `model`'s graph that calls its nested model `inner`."""
+    own = {id(t) for t in inner.inputs}
+    for node in reversed(inner._inbound_nodes):
+        tensors = tf.nest.flatten(node.input_tensors)
+        if tensors and not any(id(t) in own for t in tensors):
+            return node
+    raise ValueError(
+        f"The nested model {inner.name!r} is not called inside {model.name!r}, "
+        "so none of its layers can be read. Name a layer of the outer model."
+    )
+
+
+def _single(tensors):
+    tensors = tensors if isinstance(tensors, (list, tuple)) else [tensors]
+    return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def _first_layer(model) -> str:
+    names = [layer.name for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    return names[0] if names else "layer"
 
 
 def build_adapters(losses, teacher_view, student_view, output_count: int) -> list:

@@ -155,3 +155,77 @@ def label_for(labels, key):
     if isinstance(labels, dict):
         return labels.get(key)
     return labels[key]
+
+
+def packs_teacher_outputs(x, y) -> bool:
+    """Whether `fit`'s data carries offline targets: in `y`, or in the
+    targets a `tf.data.Dataset` given as `x` yields."""
+    if isinstance(x, tf.data.Dataset):
+        spec = x.element_spec
+        y = spec[1] if isinstance(spec, tuple) and len(spec) > 1 else None
+    return isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y
+
+
+def class_weights(labels, class_weight: dict):
+    """Returns each sample's class weight, from its label, as Keras does for
+    one output: sparse labels as they are, one-hot labels by their argmax,
+    classes `class_weight` leaves out weighted 1.
+
+    Args:
+        labels: The true labels, (n,), (n, 1) or one-hot (n, classes): an
+            array or a tensor.
+        class_weight: A dict from class index to weight.
+
+    Returns:
+        A float32 tensor of shape (n,).
+
+    Example:
+        >>> class_weights(np.array([0, 1, 1]), {1: 3.0}).numpy()
+        array([1., 3., 3.], dtype=float32)
+    """
+    if not isinstance(class_weight, dict) or not class_weight:
+        raise ValueError(
+            "Invalid value for argument `class_weight`. Expected a dict from class "
+            f"index to weight, e.g. {{0: 1.0, 1: 5.0}}. Received: class_weight={class_weight!r}"
+        )
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank and labels.shape.rank > 1:
+        labels = tf.argmax(labels, axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    labels = tf.cast(tf.round(tf.cast(labels, tf.float32)), tf.int32)
+    size = max(int(k) for k in class_weight) + 1
+    table = np.ones(size, "float32")
+    for key, weight in class_weight.items():
+        table[int(key)] = float(weight)
+    known = (labels >= 0) & (labels < size)
+    looked_up = tf.gather(tf.constant(table), tf.clip_by_value(labels, 0, size - 1))
+    return tf.where(known, looked_up, tf.ones_like(looked_up))
+
+
+def with_class_weight(x, y, sample_weight, class_weight):
+    """Returns `(x, y, sample_weight)` for `fit` with `class_weight` applied to
+    the labels packed in offline targets, multiplying any sample weights.
+
+    Keras refuses `class_weight` for targets that are a dict, as offline
+    targets are; weighting the labels' samples here does what Keras does for
+    one output.
+
+    Args:
+        x: `fit`'s inputs, or a `tf.data.Dataset` of (x, targets[, weights]).
+        y: Offline targets (`pack`), or None for a dataset.
+        sample_weight: `fit`'s sample weights, or None.
+        class_weight: A dict from class index to weight.
+    """
+    if isinstance(x, tf.data.Dataset):
+
+        def weigh(*batch):
+            inputs, packed = batch[0], batch[1]
+            weights = class_weights(packed[LABELS_KEY], class_weight)
+            if len(batch) > 2 and batch[2] is not None:
+                weights = weights * tf.cast(tf.reshape(batch[2], tf.shape(weights)), tf.float32)
+            return inputs, packed, weights
+
+        return x.map(weigh), y, sample_weight
+    weights = class_weights(y[LABELS_KEY], class_weight).numpy()
+    if sample_weight is not None:
+        weights = weights * np.reshape(np.asarray(sample_weight, "float32"), weights.shape)
+    return x, y, weights

@@ -211,16 +211,33 @@ def check_separate_models(teacher, student) -> None:
             "(usually smaller) student model; to start from the teacher's weights "
             "use keras.models.clone_model and set_weights."
         )
-    teacher_ids = {id(v) for v in teacher.weights}
-    shared = [v.name for v in student.weights if id(v) in teacher_ids]
+    teacher_ids = {id(v) for v in _variables(teacher)}
+    shared = [v.name for v in _variables(student) if id(v) in teacher_ids]
+    # Layers too, for models whose weights do not exist yet; two models built
+    # on one keras.Input share its InputLayer, which holds no weights.
+    teacher_layers = {id(layer) for layer in teacher.layers}
+    shared += [
+        layer.name
+        for layer in student.layers
+        if id(layer) in teacher_layers and not isinstance(layer, backend.keras.layers.InputLayer)
+    ]
     if shared:
         raise ValueError(
             "Invalid value for argument `student`. Expected a model with its own "
             "layers. Received: a model that shares layers with `teacher` (variables "
-            f"{shared[:4]}). The Distiller freezes the teacher, which would freeze "
-            "those student layers too. Give the student its own layers "
+            f"or layers {sorted(set(shared))[:4]}). The Distiller freezes the teacher, "
+            "which would freeze those student layers too. Give the student its own layers "
             "(keras.models.clone_model copies a model)."
         )
+
+
+def _variables(model) -> list:
+    """A model's variables; [] for a tf_keras model whose weights do not exist
+    yet (a Sequential without an Input, never called: it builds on first data)."""
+    try:
+        return list(model.weights)
+    except ValueError:
+        return []
 
 
 def static_shape(model, attribute: str):

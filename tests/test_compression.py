@@ -228,3 +228,29 @@ def test_pruning_zeroes_the_exact_number_of_weights(schedule):
     }
     assert zeros == {"student_hidden": 205, "student_out": 154}
     assert compression.sparsity(stripped)["overall"] == (205 + 154) / (256 + 192)
+
+
+def test_prune_refuses_a_subclassed_model_with_kdistills_message():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.out = keras.layers.Dense(3)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+    with pytest.raises(ValueError, match="subclassed model. Build the student as a Sequential"):
+        compression.prune(Subclassed(), 0.5)
+
+
+def test_prune_of_a_sequential_never_called_prunes_or_says_to_build_it():
+    model = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    if backend.LEGACY_KERAS:
+        with pytest.raises(ValueError, match="has not been built.*keras.Input"):
+            compression.prune(model, 0.5)
+        return
+    pruned = compression.prune(model, 0.5, begin_step=0, end_step=1, frequency=1)
+    x = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
+    pruned.compile("sgd", "mse")
+    pruned.fit(x, np.zeros((16, 3)), epochs=2, verbose=0)
+    assert compression.sparsity(compression.strip(pruned))["overall"] >= 0.45

@@ -187,6 +187,17 @@ def test_sequential_and_subclassed_models_train(kind):
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_sequential_models_never_called_build_on_the_first_batch():
+    x, y = toy_data()
+    teacher = keras.Sequential([keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    student = keras.Sequential([keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+    distiller = Distiller(teacher=teacher, student=student)
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert student.built and student.count_params() == 4 * 8 + 8 + 8 * 3 + 3
+
+
 class SetAt(keras.callbacks.Callback):
     def __init__(self, variable, epoch, value):
         super().__init__()
@@ -354,3 +365,114 @@ def test_dkd_receives_the_labels_from_the_distiller():
     logs = distiller.evaluate(x, y, batch_size=64, verbose=0, return_dict=True)
     expected = float(DecoupledKD(1.0, 8.0, 4.0)(distiller.teacher(x), distiller.student(x), y))
     assert logs["distillation_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def _regressor(name, units):
+    x_in = keras.Input((4,))
+    hidden = keras.layers.Dense(units, activation="relu")(x_in)
+    return keras.Model(x_in, keras.layers.Dense(1)(hidden), name=name)
+
+
+def test_soft_targets_on_a_regression_output_are_refused_naming_logit_mse():
+    with pytest.raises(ValueError, match=r"one unit \(a regression output\).*LogitMSE\(\)"):
+        Distiller(_regressor("teacher", 16), _regressor("student", 4))
+
+
+def test_soft_targets_on_a_subclassed_regressor_are_refused_at_the_first_step():
+    class Regressor(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.out = keras.layers.Dense(1)
+
+        def call(self, inputs):
+            return self.out(inputs)
+
+    x, _ = toy_data()
+    distiller = Distiller(Regressor(), Regressor(), alpha=0.0)
+    distiller.compile(optimizer="adam")
+    with pytest.raises(ValueError, match=r"LogitMSE\(\). Received: distillation_loss=SoftTargetKD"):
+        distiller.fit(x, x[:, :1], epochs=1, verbose=0)
+
+
+def test_regression_student_learns_its_teacher_with_logit_mse():
+    x, _ = toy_data()
+    distiller = Distiller(
+        _regressor("teacher", 16), _regressor("student", 4), LogitMSE(), alpha=0.0
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01))
+    history = distiller.fit(x, x[:, :1], epochs=10, verbose=0).history
+    assert history["distillation_loss"][-1] < 0.5 * history["distillation_loss"][0]
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_class_weight_with_offline_targets_weighs_the_labels_samples(as_dataset):
+    from kdistill import offline_targets
+
+    x, y = toy_data(n=32)
+    teacher = tiny_mlp(name="teacher", units=16)
+    packed = offline_targets(y, teacher.predict(x, verbose=0))
+    class_weight = {0: 0.0, 1: 2.0, 2: 1.0}
+    per_sample = np.array([class_weight[int(c)] for c in y], "float32")
+
+    def first_loss(**kwargs):
+        keras.utils.set_random_seed(0)
+        distiller = Distiller(None, tiny_mlp(name="student", units=4), alpha=0.5)
+        distiller.compile(optimizer=frozen_sgd(), loss=sparse_ce())
+        data = {"x": x, "y": packed}
+        if as_dataset and "sample_weight" not in kwargs:
+            data = {"x": keras_dataset(x, packed)}
+        return distiller.fit(
+            **data,
+            batch_size=None if as_dataset else 8,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            **kwargs,
+        ).history["loss"][0]
+
+    weighted = first_loss(class_weight=class_weight)
+    assert weighted == pytest.approx(first_loss(sample_weight=per_sample), rel=1e-5)
+    assert weighted != pytest.approx(first_loss(), rel=1e-3)
+
+
+def keras_dataset(x, packed):
+    import tensorflow as tf
+
+    return tf.data.Dataset.from_tensor_slices((x, packed)).batch(8)
+
+
+@backend.register_serializable
+class RegisteredSubclassedMLP(keras.Model):
+    """A subclassed model that saves: it builds on its first batch."""
+
+    def __init__(self, units=8, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.hidden = keras.layers.Dense(units, activation="relu")
+        self.out = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.out(self.hidden(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_subclassed_pair_reloads_with_its_optimizer_state_and_a_frozen_teacher(tmp_path):
+    import warnings
+
+    x, y = toy_data()
+    distiller = Distiller(RegisteredSubclassedMLP(16), RegisteredSubclassedMLP(4))
+    distiller.compile(optimizer="adam", loss=sparse_ce())
+    distiller.fit(x, y, batch_size=32, epochs=3, verbose=0)
+    path = str(tmp_path / "subclassed.keras")
+    distiller.save(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        restored = keras.models.load_model(path)
+    assert not [w for w in caught if "Skipping variable loading" in str(w.message)]
+    assert int(restored.optimizer.iterations.numpy()) == 6  # 3 epochs of 2 batches
+    assert len(restored.trainable_variables) == len(distiller.student.trainable_variables) == 4
+    np.testing.assert_allclose(
+        restored.predict(x, verbose=0), distiller.predict(x, verbose=0), atol=1e-6
+    )

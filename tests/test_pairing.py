@@ -161,3 +161,88 @@ def test_dict_outputs_keyed_differently_are_rejected():
         Distiller(
             two_heads(name="teacher", as_dict=True), student, PerOutput(["soft_target", None])
         )
+
+
+def _sequential(name, start="input", units=8):
+    """A Sequential MLP (layers f"{name}_hidden", f"{name}_out"), started with
+    an Input ("input"), built by one call ("called"), or neither ("bare")."""
+    layers = [
+        keras.layers.Dense(units, activation="relu", name=f"{name}_hidden"),
+        keras.layers.Dense(3, name=f"{name}_out"),
+    ]
+    model = keras.Sequential(([keras.Input((4,))] if start == "input" else []) + layers, name=name)
+    if start == "called":
+        model(np.zeros((1, 4), "float32"))
+    return model
+
+
+@pytest.mark.parametrize("start", ["input", "called"])
+def test_hint_between_sequential_models_trains(start):
+    x, y = toy_data()
+    distiller = Distiller(
+        _sequential("teacher", start, units=16),
+        _sequential("student", start, units=4),
+        distillation_loss=HintLoss("teacher_hidden", "student_hidden"),
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=8, verbose=0).history
+    assert history["distillation_loss"][-1] < history["distillation_loss"][0]
+
+
+def test_hint_on_a_sequential_never_called_says_to_start_it_with_an_input():
+    with pytest.raises(
+        ValueError, match=r"Sequential model 'teacher' that has not been built.*keras\.Input"
+    ):
+        Distiller(
+            _sequential("teacher", "bare"),
+            _sequential("student", "bare"),
+            distillation_loss=HintLoss("teacher_hidden", "student_hidden"),
+        )
+
+
+def _nested_student():
+    """A student whose hidden layers sit in a sub-model named "backbone"."""
+    inner_in = keras.Input((4,))
+    hidden = keras.layers.Dense(6, activation="relu", name="inner_hidden")(inner_in)
+    backbone = keras.Model(inner_in, hidden, name="backbone")
+    x_in = keras.Input((4,))
+    return keras.Model(x_in, keras.layers.Dense(3, name="head")(backbone(x_in)), name="student")
+
+
+@pytest.mark.parametrize("path", ["backbone/inner_hidden", "backbone"])
+def test_hint_on_a_nested_model_layer_named_by_its_path_trains(path):
+    x, y = toy_data()
+    distiller = Distiller(
+        tiny_mlp(name="teacher", units=16),
+        _nested_student(),
+        distillation_loss=HintLoss("teacher_hidden", path),
+    )
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), loss=sparse_ce())
+    history = distiller.fit(x, y, epochs=8, verbose=0).history
+    assert history["distillation_loss"][-1] < history["distillation_loss"][0]
+
+
+def test_hint_on_a_nested_layer_by_its_bare_name_shows_the_path():
+    with pytest.raises(ValueError, match="named by its path.*'backbone/inner_hidden'"):
+        Distiller(
+            tiny_mlp(name="teacher"),
+            _nested_student(),
+            distillation_loss=HintLoss("teacher_hidden", "inner_hidden"),
+        )
+
+
+def test_hint_path_through_a_layer_that_is_not_a_model_is_refused():
+    with pytest.raises(ValueError, match="'head' is not a model with a layer graph"):
+        Distiller(
+            tiny_mlp(name="teacher"),
+            _nested_student(),
+            distillation_loss=HintLoss("teacher_hidden", "head/kernel"),
+        )
+
+
+def test_teacher_and_student_built_on_one_input_are_a_pair():
+    x_in = keras.Input((4,))
+    teacher = keras.Model(x_in, keras.layers.Dense(3)(x_in), name="teacher")
+    student = keras.Model(x_in, keras.layers.Dense(3)(x_in), name="student")
+    distiller = Distiller(teacher, student)
+    assert distiller.student is student

@@ -67,3 +67,18 @@ def test_label_for_reads_by_position_or_name_and_none_when_missing():
     assert targets.label_for({"cls": cls}, "cls") is cls
     assert targets.label_for({"cls": cls}, "box") is None
     assert targets.label_for(None, 0) is None
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [np.array([0, 1, 2, 1]), np.array([[0], [1], [2], [1]]), np.eye(3)[[0, 1, 2, 1]]],
+    ids=["sparse", "column", "one-hot"],
+)
+def test_class_weights_weigh_each_sample_by_its_label_and_default_to_one(labels):
+    weights = targets.class_weights(labels, {1: 3.0, 0: 0.5})
+    np.testing.assert_allclose(weights.numpy(), [0.5, 3.0, 1.0, 3.0])
+
+
+def test_class_weights_refuse_anything_but_a_dict():
+    with pytest.raises(ValueError, match="Expected a dict from class index to weight"):
+        targets.class_weights(np.arange(3), [1.0, 2.0])

@@ -67,8 +67,17 @@ def prune(
     settings = PruningSchedule(
         target_sparsity, begin_step, end_step, frequency, schedule, initial_sparsity, power
     )
+    keras3_pruning._check_graph_model(model, "prune")
     if backend.LEGACY_KERAS:
         _check_prunable(model)
+        if not model.built:
+            raise ValueError(
+                "Invalid value for argument `model`. Expected a built model "
+                "(tensorflow-model-optimization prunes built layers only). Received: "
+                f"the Sequential model {model.name!r}, which has not been built. Start "
+                "it with keras.Input(shape), or call it once on a batch (model(x[:1])), "
+                "before pruning."
+            )
         from kdistill.compression import tfmot_backend
 
         return tfmot_backend.prune(model, settings)

@@ -128,6 +128,8 @@ def strip(model):
 
 
 def _check_graph_model(model, what):
+    if isinstance(model, keras.Sequential):
+        return  # a list of layers, built or not, clones as one
     if not getattr(model, "inputs", None) or not hasattr(model, "layers"):
         raise ValueError(
             f"{what} works on Sequential and functional models (it rebuilds the "

@@ -31,11 +31,14 @@ class DistillationLoss:
     * `needs_labels`: the loss takes the true labels as a third argument.
     * `uses_features`: the loss compares intermediate layers named by
       `teacher_layers` and `student_layers` instead of the models' outputs.
+    * `takes_structures`: the loss takes lists (or dicts) of tensors; others
+      refuse them when called, instead of reading the first.
     """
 
     registry_name = "custom"
     needs_labels = False
     uses_features = False
+    takes_structures = False  # lists or dicts of tensors (several outputs or layers)
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         """Returns the loss of each sample, shape (batch,)."""
@@ -48,6 +51,12 @@ class DistillationLoss:
                 f"{type(self).__name__} needs the true labels: call it as "
                 "loss(teacher_outputs, student_outputs, y_true)."
             )
+        if not self.takes_structures:
+            for argument, value in (
+                ("teacher_outputs", teacher_outputs),
+                ("student_outputs", student_outputs),
+            ):
+                _check_one_tensor(value, argument, type(self).__name__)
         return tf.reduce_mean(self.per_sample(teacher_outputs, student_outputs, y_true))
 
     def combine_teachers(self, teacher_logits, weights):
@@ -82,6 +91,18 @@ class DistillationLoss:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _check_one_tensor(value, argument: str, loss_name: str) -> None:
+    if isinstance(value, (list, tuple, dict)) and any(
+        isinstance(v, (list, tuple, dict)) or hasattr(v, "shape") for v in tf.nest.flatten(value)
+    ):
+        raise ValueError(
+            f"Invalid value for argument `{argument}` of {loss_name}. Expected one "
+            f"tensor of logits, (batch, classes). Received: a {type(value).__name__} of "
+            f"{len(value)} tensors. For a model with several outputs, wrap the loss: "
+            f"kdistill.losses.PerOutput([{loss_name}(), ...]), one loss (or None) per output."
+        )
 
 
 def names() -> list[str]:

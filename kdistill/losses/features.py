@@ -19,6 +19,7 @@ class FeatureLoss(DistillationLoss):
     """
 
     uses_features = True
+    takes_structures = True  # one feature tensor per layer pair, or a list of them
 
     def __init__(self, teacher_layers, student_layers):
         self.teacher_layers = _as_names(teacher_layers, "teacher_layer")
@@ -53,7 +54,11 @@ class HintLoss(FeatureLoss):
 
     Args:
         teacher_layer: Name of the teacher layer giving the hint.
-        student_layer: Name of the student layer being guided.
+        student_layer: Name of the student layer being guided. A layer inside
+            a nested model is named by its path of layer names,
+            "backbone/conv" (that nested model's layers up to it then run
+            twice per step, with the same weights: Keras keeps no tensor
+            for a layer inside a nested call).
         adapter: "auto" (Dense or 1x1 Conv chosen by rank), "none" (shapes
             must already match), or a Keras layer to use as the adapter.
         distance: How the adapted student feature is compared with the
@@ -63,6 +68,7 @@ class HintLoss(FeatureLoss):
     Example:
         >>> HintLoss("teacher_hidden", "student_hidden")
         >>> HintLoss("teacher_conv", "student_conv", distance="cosine")
+        >>> HintLoss("teacher_conv", "backbone/conv")  # inside a nested model
     """
 
     def __init__(self, teacher_layer: str, student_layer: str, adapter="auto", distance="mse"):
@@ -89,7 +95,9 @@ class HintLoss(FeatureLoss):
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         distance = HINT_DISTANCES[self.distance]
-        return distance(_single(teacher_outputs), _single(student_outputs))
+        return distance(
+            _single(teacher_outputs, "teacher_outputs"), _single(student_outputs, "student_outputs")
+        )
 
     def make_adapters(self, teacher_shapes, student_shapes):
         teacher_shape, student_shape = tuple(teacher_shapes[0]), tuple(student_shapes[0])
@@ -108,7 +116,7 @@ class HintLoss(FeatureLoss):
             )
         width = teacher_shape[-1]
         if len(teacher_shape) == 2:
-            return [keras.layers.Dense(width, name=f"adapter_{self.student_layer}")]
+            return [keras.layers.Dense(width, name=_adapter_name(self.student_layer))]
         if teacher_shape[1:-1] != student_shape[1:-1]:
             raise ValueError(
                 f"HintLoss cannot map the student feature of shape "
@@ -123,7 +131,7 @@ class HintLoss(FeatureLoss):
                 f"HintLoss has no automatic adapter for features of rank "
                 f"{len(teacher_shape)}; pass your own `adapter` layer."
             )
-        return [conv[len(teacher_shape)](width, 1, name=f"adapter_{self.student_layer}")]
+        return [conv[len(teacher_shape)](width, 1, name=_adapter_name(self.student_layer))]
 
     def get_config(self):
         adapter = self.adapter
@@ -168,6 +176,15 @@ class AttentionTransfer(FeatureLoss):
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         teacher_outputs = _as_list(teacher_outputs)
         student_outputs = _as_list(student_outputs)
+        if len(teacher_outputs) != len(student_outputs) or len(teacher_outputs) != len(
+            self.teacher_layers
+        ):
+            raise ValueError(
+                "Invalid value for arguments `teacher_outputs` and `student_outputs` of "
+                f"AttentionTransfer. Expected one feature map per layer pair "
+                f"({len(self.teacher_layers)}) in each. Received: "
+                f"{len(teacher_outputs)} teacher and {len(student_outputs)} student maps."
+            )
         return tf.add_n(
             [
                 attention_transfer(t, s, self.beta, self.p)
@@ -197,6 +214,11 @@ class AttentionTransfer(FeatureLoss):
         }
 
 
+def _adapter_name(student_layer: str) -> str:
+    # A layer inside a nested model is named by a path; Keras names hold no "/".
+    return "adapter_" + student_layer.replace("/", "_")
+
+
 def _as_names(value, argument) -> tuple:
     if isinstance(value, str):
         return (value,)
@@ -212,5 +234,14 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _single(value):
-    return value[0] if isinstance(value, (list, tuple)) else value
+def _single(value, argument: str):
+    if not isinstance(value, (list, tuple)):
+        return value
+    if len(value) != 1 or isinstance(value[0], (list, tuple, dict)):
+        raise ValueError(
+            f"Invalid value for argument `{argument}` of HintLoss. Expected one "
+            "feature tensor (or a list holding one). Received: a "
+            f"{type(value).__name__} of {len(value)}. HintLoss compares one layer "
+            "pair; for several, pass one HintLoss per pair."
+        )
+    return value[0]

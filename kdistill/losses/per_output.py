@@ -29,6 +29,8 @@ class PerOutput(DistillationLoss):
         >>> Distiller(teacher, student, loss)  # both models output cls and box
     """
 
+    takes_structures = True
+
     def __init__(self, losses):
         if isinstance(losses, dict):
             self.losses = {name: _output_loss(l, name) for name, l in losses.items()}
