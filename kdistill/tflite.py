@@ -77,7 +77,6 @@ class TFLiteModel:
         self._output = self._interpreter.get_output_details()[0]
         batch = int(self._inputs[0]["shape_signature"][0])
         self.fixed_batch = batch if batch > 0 else None
-        self._batch = batch if batch > 0 else None
         self.input_specs = [
             InputSpec(
                 _input_name(d["name"]),
@@ -97,16 +96,26 @@ class TFLiteModel:
         """The file's input names, in its input order."""
         return [spec.name for spec in self.input_specs]
 
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch and self.fixed_batch is None:
-            for detail in self._inputs:
-                self._interpreter.resize_tensor_input(
-                    detail["index"], [batch, *detail["shape"][1:]]
-                )
+    def _resize(self, batch: int, arrays=None) -> None:
+        """Sets the batch size, and the sample shape of inputs whose file leaves
+        it open (a sequence of any length, say) to that of `arrays`."""
+        shapes = [
+            [
+                batch,
+                *(
+                    a.shape[1:]
+                    if a is not None and -1 in d["shape_signature"][1:]
+                    else d["shape"][1:]
+                ),
+            ]
+            for d, a in zip(self._inputs, arrays or [None] * len(self._inputs))
+        ]
+        if self.fixed_batch is None and shapes != [list(d["shape"]) for d in self._inputs]:
+            for detail, shape in zip(self._inputs, shapes):
+                self._interpreter.resize_tensor_input(detail["index"], shape)
             self._interpreter.allocate_tensors()
             self._inputs = self._interpreter.get_input_details()
             self._output = self._interpreter.get_output_details()[0]
-            self._batch = batch
 
     def _set_inputs(self, arrays) -> None:
         for detail, array in zip(self._inputs, arrays):
@@ -125,7 +134,7 @@ class TFLiteModel:
     def _run(self, arrays) -> np.ndarray:
         count = len(arrays[0])
         if self.fixed_batch is None:
-            self._resize(count)
+            self._resize(count, arrays)
             self._set_inputs(arrays)
             self._interpreter.invoke()
             return self._dequantize(self._interpreter.get_tensor(self._output["index"]))
@@ -156,7 +165,7 @@ class TFLiteModel:
         """Per-sample latencies in ms, batch size 1, one call per sample."""
         validation.check_integer(samples, "samples", minimum=1)
         arrays = self.arrange(x)
-        self._resize(1)
+        self._resize(1, arrays)
         step = self.fixed_batch or 1
         timings = []
         for i in range(warmup + samples):

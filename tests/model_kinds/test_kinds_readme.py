@@ -3,7 +3,7 @@
 import pathlib
 
 from kinds import CHEAP, KINDS
-from test_kinds_export import PENDING, QUANTIZED_KINDS
+from test_kinds_export import PENDING, QUANTIZED_KINDS, REFUSED
 from test_kinds_fit import FEATURE_REFUSALS, WEIGHT_CELLS
 from test_kinds_prune import LEGACY_PRUNE_REFUSALS, PRUNE_REFUSALS
 
@@ -35,7 +35,8 @@ def expected_row(name):
     if name in PENDING:
         tflite = "pending²"
     elif name in QUANTIZED_KINDS:
-        tflite = "all 4"
+        refused = [mode for kind, mode in REFUSED if kind == name]
+        tflite = f"all but {', '.join(refused)} (refused¹)" if refused else "all 4"
     else:
         tflite = "none"
     if name in PRUNE_REFUSALS:
