@@ -59,4 +59,18 @@ def test_tflite_student_agrees_with_keras(name, mode, tmp_path):
         np.testing.assert_allclose(got, expected, atol=tolerance * float(np.std(expected)))
         return
     report = evaluate_tflite(path, kind.x, kind.y, reference_logits=expected, latency_samples=0)
-    assert report["agreement"] >= 0.99
+    if mode == "none":
+        assert report["agreement"] >= 0.99
+        return
+    # A quantized file moves every output a little; a sample whose two best
+    # logits lie closer than that is a tie the file may break either way (seen:
+    # a margin of 0.002 against a deviation of 0.005). The deviation itself must
+    # stay small, and every sample clear of a tie must keep its class.
+    got = TFLiteModel(path).predict(kind.x)
+    deviation = float(np.max(np.abs(got - expected)))
+    assert deviation <= 0.1 * float(np.std(expected)) + 1e-6
+    top2 = np.sort(expected, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 2 * deviation
+    assert clear.mean() >= 0.5  # most samples are clear of a tie, so the check has teeth
+    agree = np.argmax(got, -1) == np.argmax(expected, -1)
+    assert agree[clear].mean() >= 0.99
