@@ -268,17 +268,19 @@ def _check_npz(path, arrays):
 @contextlib.contextmanager
 def _naming(path):
     """Rewrites data_contract's "argument `key`" as the file and key."""
-    try:
-        yield
-    except (ValueError, TypeError) as error:
+    from kdistill import data_contract
+
+    def rewrite(message: str) -> str:
         message = re.sub(
             r"Invalid value for argument `(\w+)`",
             lambda match: f"Invalid data in {path}, key {match.group(1)}",
-            str(error),
+            message,
             count=1,
         )
-        message = message.replace("Invalid data:", f"Invalid data in {path}:", 1)
-        raise type(error)(message) from None
+        return message.replace("Invalid data:", f"Invalid data in {path}:", 1)
+
+    with data_contract.rewritten_errors(rewrite):
+        yield
 
 
 def _load_keras_dataset(name):

@@ -378,16 +378,31 @@ def renamed(container: str):
         Traceback (most recent call last):
         ValueError: Invalid value for argument `validation_data` (its x): sample 0 ...
     """
+    with rewritten_errors(
+        lambda message: re.sub(
+            r"argument `(\w+)`",
+            lambda match: f"argument `{container}` (its {match.group(1)})",
+            message,
+            count=1,
+        )
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def rewritten_errors(rewrite):
+    """Re-raises a ValueError or TypeError from the block with `rewrite(message)`.
+
+    Example:
+        >>> with rewritten_errors(str.upper):
+        ...     raise ValueError("bad")
+        Traceback (most recent call last):
+        ValueError: BAD
+    """
     try:
         yield
     except (ValueError, TypeError) as error:
-        message = re.sub(
-            r"argument `(\w+)`",
-            lambda match: f"argument `{container}` (its {match.group(1)})",
-            str(error),
-            count=1,
-        )
-        raise type(error)(message) from None
+        raise type(error)(rewrite(str(error))) from None
 
 
 def _check_labels(labels, num_classes, loss):
