@@ -15,7 +15,7 @@ import copy
 
 from kdistill import (
     backend,
-    data_contract,
+    fit_arguments,
     objective,
     outputs,
     pairing,
@@ -24,26 +24,6 @@ from kdistill import (
     validation,
 )
 from kdistill.backend import keras, tf
-
-# `fit`'s arguments after `batch_size`, in order (the same in Keras 3 and tf_keras).
-_FIT_ARGUMENTS = (
-    "epochs",
-    "verbose",
-    "callbacks",
-    "validation_split",
-    "validation_data",
-    "shuffle",
-    "class_weight",
-    "sample_weight",
-    "initial_epoch",
-    "steps_per_epoch",
-    "validation_steps",
-    "validation_batch_size",
-    "validation_freq",
-    "max_queue_size",  # tf_keras only, from here on
-    "workers",
-    "use_multiprocessing",
-)
 
 # What a training step may return to `fit`'s per-batch callbacks (see `compile`).
 STEP_LOGS = ("all", "loss")
@@ -252,26 +232,7 @@ class Distiller(keras.Model):
         first trace failed (on bad data, say) would otherwise refuse to create
         the optimizer's variables when called again with good data.
         """
-        # kdistill.callbacks imports this module: import the callback when used.
-        from kdistill.callbacks.non_finite_loss import StopOnNonFiniteLoss
-
-        kwargs.update(zip(_FIT_ARGUMENTS, args))
-        data_contract.check_fit_arguments(batch_size, kwargs.get("epochs", 1))
-        x, y = self._lists_as_arrays(x, y)
-        if kwargs.get("sample_weight") is not None:
-            kwargs["sample_weight"] = _lists_as_arrays(kwargs["sample_weight"], "sample_weight")
-        if kwargs.get("class_weight") is not None and targets.packs_teacher_outputs(x, y):
-            x, y, kwargs["sample_weight"] = targets.with_class_weight(
-                x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight")
-            )
-        self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
-        validation_data = kwargs.get("validation_data")
-        if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
-            with data_contract.renamed("validation_data"):
-                self._check_data(*validation_data, *[None] * (3 - len(validation_data)), None)
-        callbacks = kwargs.get("callbacks") or []
-        if not isinstance(callbacks, keras.callbacks.CallbackList):  # a CallbackList is kept
-            kwargs["callbacks"] = [*callbacks, StopOnNonFiniteLoss()]
+        x, y, kwargs = fit_arguments.for_fit(self, x, y, batch_size, args, kwargs)
         tracking = self._track_teacher_agreement
         try:
             return super().fit(x, y, batch_size, **kwargs)
@@ -283,35 +244,12 @@ class Distiller(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""
-        data_contract.check_fit_arguments(batch_size, None)
-        x, y = self._lists_as_arrays(x, y)
-        self._check_data(x, y, kwargs.get("sample_weight"), batch_size)
+        x, y = fit_arguments.for_evaluate(self, x, y, batch_size, kwargs.get("sample_weight"))
         try:
             return super().evaluate(x, y, batch_size, *args, **kwargs)
         except Exception:
             self._forget_traced_steps()
             raise
-
-    def _lists_as_arrays(self, x, y):
-        """Python lists of numbers as arrays (y only for one output: a list
-        there may hold one entry per output)."""
-        if len(self._output_names) == 1:
-            y = _lists_as_arrays(y, "y")
-        return _lists_as_arrays(x, "x"), y
-
-    def _check_data(self, x, y, sample_weight, batch_size):
-        tensors = getattr(self.student, "outputs", None) or [None]
-        classes = [t.shape[-1] if t is not None else None for t in tensors]
-        data_contract.check(
-            x,
-            y,
-            sample_weight,
-            batch_size,
-            classes,
-            self._student_losses,
-            self._output_names,
-            validation.static_shape(self.student, "inputs"),
-        )
 
     @property
     def metrics(self):
@@ -601,13 +539,6 @@ def _model_config(model) -> dict:
     config = keras.saving.serialize_keras_object(model)
     config.pop("compile_config", None)
     return config
-
-
-def _lists_as_arrays(value, name):
-    """A Python list of numbers as one numpy array; anything else unchanged."""
-    if data_contract.is_list_of_values(value):
-        return data_contract.as_array(value, name)
-    return value
 
 
 def _zeros(shapes):
