@@ -11,10 +11,9 @@ global batch size, so `tf.distribute` strategies reduce it correctly.
 
 from __future__ import annotations
 
-import copy
-
 from kdistill import (
     backend,
+    distiller_config,
     fit_arguments,
     objective,
     outputs,
@@ -474,40 +473,18 @@ class Distiller(keras.Model):
         shapes = (config or {}).get("input_shape")
         if shapes is None:
             return super().build_from_config(config)
-        batch = _zeros(shapes)
-        for model in [self.student, *self.teachers]:
-            if not model.built:
-                model(batch, training=False)
+        distiller_config.build_models([self.student, *self.teachers], shapes)
         self._input_shapes = shapes
         self.built = True
 
     def get_config(self):
         """Models, losses, alpha and weights: all `from_config` needs."""
-        serialize = keras.saving.serialize_keras_object
-        return {
-            "name": self.name,
-            "teacher": _each_teacher(_teacher_config, self.teacher),
-            "teacher_weights": list(self.teacher_weights) or None,
-            "student": _model_config(self.student),
-            "distillation_loss": [serialize(l) for l in self.distillation_losses],
-            "alpha": float(self.alpha.numpy()),
-            "distillation_loss_weights": [float(w.numpy()) for w in self.distillation_loss_weights],
-        }
+        return distiller_config.config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         """Builds a Distiller from `get_config`'s dict (left unchanged)."""
-        # Deserializing a model consumes parts of its config: keep the caller's.
-        config = copy.deepcopy(config)
-        deserialize = keras.saving.deserialize_keras_object
-        config["teacher"] = _each_teacher(
-            lambda t: deserialize(t, custom_objects=custom_objects), config.get("teacher")
-        )
-        config["student"] = deserialize(config["student"], custom_objects=custom_objects)
-        config["distillation_loss"] = [
-            deserialize(l, custom_objects=custom_objects) for l in config["distillation_loss"]
-        ]
-        return cls(**config)
+        return cls(**distiller_config.constructor_arguments(config, custom_objects))
 
     def get_compile_config(self):
         config = super().get_compile_config() or {}
@@ -522,41 +499,6 @@ class Distiller(keras.Model):
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
-
-
-def _each_teacher(function, teacher):
-    """`function` applied to the teacher, or to each of an ensemble (None: None)."""
-    if teacher is None:
-        return None
-    if isinstance(teacher, (list, tuple)):
-        return [function(t) for t in teacher]
-    return function(teacher)
-
-
-def _model_config(model) -> dict:
-    # The sub-models' own compile state (their optimizers) is not part of the
-    # distillation run: the Distiller's optimizer trains the student.
-    config = keras.saving.serialize_keras_object(model)
-    config.pop("compile_config", None)
-    return config
-
-
-def _zeros(shapes):
-    """A batch of one zero sample per input, from shapes as `get_build_config` saves them."""
-    if isinstance(shapes, dict):
-        return {key: _zeros(value) for key, value in shapes.items()}
-    if all(d is None or isinstance(d, int) for d in shapes):
-        return tf.zeros([1 if d is None else d for d in shapes])
-    return [_zeros(value) for value in shapes]
-
-
-def _teacher_config(model) -> dict:
-    # Without its trainable=False: a subclassed teacher rebuilt frozen would
-    # make its layers afterwards, trainable, and the Distiller's freezing it
-    # again would not reach them (Keras skips an unchanged flag).
-    config = _model_config(model)
-    config.get("config", {}).pop("trainable", None)
-    return config
 
 
 def _contains(items, item) -> bool:
