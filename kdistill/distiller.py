@@ -25,7 +25,7 @@ from kdistill import (
 from kdistill.backend import keras, tf
 
 # What a training step may return to `fit`'s per-batch callbacks (see `compile`).
-STEP_LOGS = ("all", "loss")
+STEP_LOGS = trackers.STEP_LOGS
 
 
 @backend.register_serializable
@@ -203,13 +203,7 @@ class Distiller(keras.Model):
             >>> distiller.compile("adam", loss=ce, step_logs="loss",
             ...                   steps_per_execution=16)
         """
-        if step_logs not in STEP_LOGS:
-            raise ValueError(
-                f"Invalid value for argument `step_logs`: {step_logs!r}. Pass "
-                '"all" (every loss each step) or "loss" (only the total loss and '
-                "compiled metrics each step; every loss still in the epoch logs)."
-            )
-        self.step_logs = step_logs
+        self.step_logs = trackers.check_step_logs(step_logs)
         self._student_losses = objective.hard_losses(
             loss, self._output_names, float(self.alpha.numpy())
         )
@@ -253,11 +247,9 @@ class Distiller(keras.Model):
     @property
     def metrics(self):
         """The loss means (and agreement while tracked), then compiled metrics."""
-        mine = [self.loss_means, self.agreement_means]
-        own = mine if self._track_teacher_agreement else mine[:1]
-        # Keras 3 adds its own "loss" tracker, which this step does not feed.
-        rest = [m for m in super().metrics if m.name != "loss" and not _contains(mine, m)]
-        return own + rest
+        return trackers.metrics(
+            self.loss_means, self.agreement_means, self._track_teacher_agreement, super().metrics
+        )
 
     # -- forward passes ----------------------------------------------------
 
@@ -394,8 +386,7 @@ class Distiller(keras.Model):
         self._update_trackers(logs)
         step_logs = self._student_metrics(x, y, y_pred, sample_weight)
         if self.step_logs == "loss":
-            epoch_only = self._epoch_only_log_names()
-            step_logs = {k: v for k, v in step_logs.items() if k not in epoch_only}
+            step_logs = trackers.without(step_logs, self._epoch_only_log_names())
         return backend.step_logs(step_logs)
 
     def test_step(self, data):
@@ -409,22 +400,13 @@ class Distiller(keras.Model):
 
     def _epoch_only_log_names(self) -> set:
         """The logs that `step_logs="loss"` leaves out of each step."""
-        names = set(self.loss_means.names[1:])
-        if self._track_teacher_agreement:
-            names.update(self.agreement_means.names)
-        return names
+        return trackers.epoch_only_log_names(
+            self.loss_means, self.agreement_means, self._track_teacher_agreement
+        )
 
     def _with_epoch_only_logs(self, logs):
-        """A step's logs plus the tracked values the step left out.
-
-        With `step_logs="loss"`, a step's logs hold fewer keys than the
-        model's metrics, and Keras (3 and tf_keras) then uses the last step's
-        logs as the epoch's. Given every key, it reads the epoch's values from
-        the metrics as usual.
-        """
-        if self.step_logs == "loss" and isinstance(logs, dict):
-            return {**self.get_metrics_result(), **logs}
-        return logs
+        """A step's logs plus the tracked values the step left out."""
+        return trackers.with_epoch_only_logs(logs, self.step_logs, self.get_metrics_result)
 
     def _get_metrics_result_or_logs(self, logs):  # Keras 3's end-of-epoch logs
         return super()._get_metrics_result_or_logs(self._with_epoch_only_logs(logs))
@@ -499,7 +481,3 @@ class Distiller(keras.Model):
         self.compile(**config)
         if getattr(self, "optimizer", None) is not None and self.built:
             self.optimizer.build(self.trainable_variables)
-
-
-def _contains(items, item) -> bool:
-    return any(item is other for other in items)

@@ -9,6 +9,10 @@ in one vector, updated with a single `assign_add`, and its `result()` is a
 dict, which Keras (3 and tf_keras) puts into the logs as separate entries.
 The `Distiller` keeps its teacher-agreement values (`teacher_agreement`,
 `teacher_kl`) in a second one.
+
+The functions after it are the `Distiller`'s log plumbing: which metrics it
+lists, and what `step_logs="loss"` leaves out of a step's logs and puts back
+into the epoch's.
 """
 
 from __future__ import annotations
@@ -93,3 +97,65 @@ def agreement(teacher_logits, student_logits) -> list:
     )
     kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
     return [tf.reduce_mean(match), tf.reduce_mean(kl)]
+
+
+# What a training step may return to `fit`'s per-batch callbacks (see `Distiller.compile`).
+STEP_LOGS = ("all", "loss")
+
+
+def check_step_logs(step_logs: str) -> str:
+    """Returns `step_logs` if it is one of `STEP_LOGS`; raises otherwise."""
+    if step_logs not in STEP_LOGS:
+        raise ValueError(
+            f"Invalid value for argument `step_logs`: {step_logs!r}. Pass "
+            '"all" (every loss each step) or "loss" (only the total loss and '
+            "compiled metrics each step; every loss still in the epoch logs)."
+        )
+    return step_logs
+
+
+def metrics(loss_means, agreement_means, tracking_agreement: bool, keras_metrics) -> list:
+    """The loss means (and agreement while tracked), then the compiled metrics.
+
+    Args:
+        keras_metrics: `keras.Model.metrics` of the distiller. Keras 3's own
+            "loss" tracker, which a distillation step does not feed, is left out.
+    """
+    mine = [loss_means, agreement_means]
+    own = mine if tracking_agreement else mine[:1]
+    rest = [m for m in keras_metrics if m.name != "loss" and not _contains(mine, m)]
+    return own + rest
+
+
+def epoch_only_log_names(loss_means, agreement_means, tracking_agreement: bool) -> set:
+    """The logs that `step_logs="loss"` leaves out of each step."""
+    names = set(loss_means.names[1:])
+    if tracking_agreement:
+        names.update(agreement_means.names)
+    return names
+
+
+def without(logs: dict, names: set) -> dict:
+    """`logs` less the entries named in `names`."""
+    return {k: v for k, v in logs.items() if k not in names}
+
+
+def with_epoch_only_logs(logs, step_logs: str, metrics_result):
+    """A step's logs plus the tracked values the step left out.
+
+    With `step_logs="loss"`, a step's logs hold fewer keys than the
+    model's metrics, and Keras (3 and tf_keras) then uses the last step's
+    logs as the epoch's. Given every key, it reads the epoch's values from
+    the metrics as usual.
+
+    Args:
+        metrics_result: A function returning every metric's result (the
+            model's `get_metrics_result`), called only when keys are missing.
+    """
+    if step_logs == "loss" and isinstance(logs, dict):
+        return {**metrics_result(), **logs}
+    return logs
+
+
+def _contains(items, item) -> bool:
+    return any(item is other for other in items)
