@@ -18,6 +18,7 @@ from kdistill import (
     objective,
     outputs,
     pairing,
+    step_objective,
     targets,
     trackers,
     validation,
@@ -257,92 +258,11 @@ class Distiller(keras.Model):
         """Runs the student only."""
         return self.student(inputs, training=training)
 
-    # -- objective ---------------------------------------------------------
-
-    def _distillation_terms(
-        self, y, labels, teacher_out, teacher_feats, student_predictions, student_feats
-    ):
-        """The distillation losses per sample, one tensor per loss.
-
-        `y` is the batch's labels as given, `labels` the same per output.
-        """
-        student_logits = [
-            outputs.as_logits(s, p)
-            for s, p in zip(student_predictions, self._student_returns_probabilities)
-        ]
-        # Known here for models whose output shapes were unknown when built.
-        objective.check_class_axis(
-            self.distillation_losses, [t.shape[-1] for t in student_logits], self._output_names
-        )
-        several = len(student_logits) > 1  # PerOutput losses take lists
-        target, reference = pairing.teacher_targets(
-            teacher_out, student_logits, self._output_names, self.teacher_weights
-        )
-        if self._track_teacher_agreement:
-            batch = tf.cast(tf.shape(student_logits[0])[0], tf.float32)
-            values = trackers.agreement(reference(), student_logits[0])
-            self.agreement_means.update_state(values, sample_weight=batch)
-        pairs = pairing.feature_pairs(
-            self.distillation_losses, self.adapters, teacher_feats, student_feats
-        )
-        return objective.distillation_terms(
-            self.distillation_losses,
-            target,
-            student_logits if several else student_logits[0],
-            labels if several else y,
-            pairs,
-        )
-
-    def _objective(self, x, y, teacher, sample_weight, training):
-        """Returns (total loss for this replica, y_pred, values to log).
-
-        Args:
-            teacher: (teacher outputs, teacher features) for the batch.
-        """
-        teacher_out, teacher_feats = teacher
-        y_pred, predictions, student_feats = pairing.run_student(
-            self._student_view,
-            self._student_outputs,
-            len(self._output_names),
-            len(self.adapters),
-            x,
-            training,
-        )
-        labels = [y] if len(predictions) == 1 else targets.per_output(y, self._output_names)
-        batch = tf.shape(predictions[0])[0]
-        local_batch = tf.cast(batch, tf.float32)
-        weights = objective.sample_weights(sample_weight, batch)
-
-        def mean(values):
-            return objective.batch_mean(values, weights, local_batch)
-
-        terms = self._distillation_terms(
-            y, labels, teacher_out, teacher_feats, predictions, student_feats
-        )
-        distill_mean = mean(objective.weighted_sum(self.distillation_loss_weights, terms))
-        hard = objective.hard_loss_per_sample(
-            self._student_losses, labels, predictions, self._output_names
-        )
-        hard_mean = mean(hard) if hard is not None else tf.zeros((), tf.float32)
-        regularization = self.student.losses + [
-            l for a in self.adapters if a is not None for l in a.losses
-        ]
-        total = objective.mix(self.alpha, hard_mean, distill_mean, regularization)
-        logs = {
-            "total": total,
-            "student": hard_mean,
-            "distillation": distill_mean,
-            "terms": [mean(t) for t in terms] if self._term_names else [],
-            "batch": local_batch,
-        }
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return objective.replica_share(total, replicas), y_pred, logs
+    # -- steps -------------------------------------------------------------
 
     def _update_trackers(self, logs):
         values = [logs["total"], logs["student"], logs["distillation"], *logs["terms"]]
         self.loss_means.update_state(values, sample_weight=logs["batch"])
-
-    # -- steps -------------------------------------------------------------
 
     def _unpack(self, data):
         """Returns x, labels, sample weights and (teacher outputs, features).
@@ -355,32 +275,14 @@ class Distiller(keras.Model):
             self._input_shapes = tf.nest.map_structure(lambda t: [None, *list(t.shape)[1:]], x)
             self.built = True
         y, cached, sample_weight = targets.split(y, sample_weight)
-        if cached is None and self.teacher is None:
-            raise ValueError(
-                "This Distiller has teacher=None, so each batch must carry the "
-                "cached teacher outputs: pass targets built with "
-                "kdistill.offline_targets(labels, teacher_outputs) (see "
-                "kdistill.cache_teacher_outputs)."
-            )
-        if cached is not None and any(l.uses_features for l in self.distillation_losses):
-            cached = None  # feature losses need the online teacher pass anyway
-        teacher = (cached, [])
-        if cached is None:
-            teacher = pairing.run_teacher(
-                self.teachers,
-                self._teacher_view,
-                self._teachers_return_probabilities,
-                len(self._output_names),
-                len(self.adapters),
-                x,
-            )
+        teacher = step_objective.teacher_pass(self, x, cached)
         return x, y, sample_weight, teacher
 
     def train_step(self, data):
         """One step: targets, teacher (outside the tape), student and objective."""
         x, y, sample_weight, teacher = self._unpack(data)
         with tf.GradientTape() as tape:
-            loss, y_pred, logs = self._objective(x, y, teacher, sample_weight, True)
+            loss, y_pred, logs = step_objective.compute(self, x, y, teacher, sample_weight, True)
             scaled = backend.scale_loss(self.optimizer, loss)
         backend.minimize(self.optimizer, tape, scaled, self.trainable_variables)
         self._update_trackers(logs)
@@ -392,7 +294,7 @@ class Distiller(keras.Model):
     def test_step(self, data):
         """The training step's objective and metrics, without an update."""
         x, y, sample_weight, teacher = self._unpack(data)
-        _, y_pred, logs = self._objective(x, y, teacher, sample_weight, False)
+        _, y_pred, logs = step_objective.compute(self, x, y, teacher, sample_weight, False)
         self._update_trackers(logs)
         return backend.step_logs(self._student_metrics(x, y, y_pred, sample_weight))
 
