@@ -59,7 +59,7 @@ STARTUP = (
 
 
 def test_tensorflow_start_up_lines_are_filtered_by_the_log_level():
-    from kdistill.cli import startup_lines_to_show
+    from kdistill.quiet import startup_lines_to_show
 
     assert startup_lines_to_show(STARTUP, "2") == (
         "E0000 00:00:1796034378.162958   28174 other.cc:9] a real error\n"

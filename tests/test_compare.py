@@ -363,7 +363,7 @@ def test_a_missing_teacher_file_leaves_no_run_behind(tmp_path):
         small_run(str(out), teacher=str(tmp_path / "missing.keras"), strategy_names=["labels"])
     assert not (out / "settings.json").exists() and not (out / ".lock").exists()
     # So the corrected command is not refused as a run already there.
-    assert not compare.runner.is_run_directory(str(out))
+    assert not compare.run_directory.is_run_directory(str(out))
 
 
 def test_settings_are_checked_before_the_output_directory_is_made(tmp_path):

@@ -6,6 +6,7 @@ agreement, size, latency) and recommends one under the user's budgets.
 
 Modules:
     runner: `run`, the orchestrator.
+    run_directory: a run directory's files and settings, guarded against overwriting.
     jobs: runs the (student, strategy) units, here or in worker processes.
     strategies: strategy names, parsed; each strategy owns its losses.
     pareto: the accuracy/size Pareto front and the recommendation.
