@@ -459,3 +459,14 @@ def test_attention_map_squares_by_default():
     features = np.array([[[[1.0, 3.0], [2.0, 2.0]]]], "float32")
     got = losses.functional.attention_map(features).numpy()
     np.testing.assert_allclose(got, [[5 / np.sqrt(41), 4 / np.sqrt(41)]], rtol=1e-6)
+
+
+def test_decoupled_kd_masks_the_target_class_at_the_lowest_temperature():
+    # At T=0.01 logits of 100 are 1e4 after softening: the mask must still remove the
+    # target class. By hand (beta only): the teacher's non-target logits [0, 0] give
+    # [1/2, 1/2], the student's [0, 1] / 0.01 give [e^-100, 1] (to 1e-43), so NCKD is
+    # 1/2 log(1/2 / e^-100) + 1/2 log(1/2) = 50 - log 2, times T^2 = 1e-4.
+    teacher = np.array([[100.0, 0.0, 0.0]], dtype="float32")
+    student = np.array([[100.0, 0.0, 1.0]], dtype="float32")
+    got = losses.functional.decoupled_kd(teacher, student, [0], 0.0, 1.0, 0.01).numpy()
+    np.testing.assert_allclose(got, [1e-4 * (50 - np.log(2))], rtol=1e-4)
