@@ -470,3 +470,14 @@ def test_decoupled_kd_masks_the_target_class_at_the_lowest_temperature():
     student = np.array([[100.0, 0.0, 1.0]], dtype="float32")
     got = losses.functional.decoupled_kd(teacher, student, [0], 0.0, 1.0, 0.01).numpy()
     np.testing.assert_allclose(got, [1e-4 * (50 - np.log(2))], rtol=1e-4)
+
+
+def test_decoupled_kd_binary_term_at_the_lowest_temperature():
+    # alpha only. The teacher's equal logits give (target, rest) = (1/3, 2/3); the
+    # student's [100, -100, -100] / 0.01 = [1e4, -1e4, -1e4] give log p_target = 0 and
+    # log p_rest = log 2 - 2e4 (to 1e-8000). By hand TCKD = 1/3 log(1/3) +
+    # 2/3 (log(2/3) - log 2 + 2e4) = log(1/3) + 4e4/3, times T^2 = 1e-4.
+    teacher = np.zeros((1, 3), dtype="float32")
+    student = np.array([[100.0, -100.0, -100.0]], dtype="float32")
+    got = losses.functional.decoupled_kd(teacher, student, [0], 1.0, 0.0, 0.01).numpy()
+    np.testing.assert_allclose(got, [1e-4 * (4e4 / 3 - np.log(3))], rtol=1e-4)

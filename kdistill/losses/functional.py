@@ -333,7 +333,8 @@ def _one_hot_like(labels, logits):
 def _mask_out(logits, target):
     # Takes the target class out of the softmax with a negative offset beyond the row's
     # whole range, so its exp() is 0 at any scale: a fixed 1e4 did not mask logits/T of
-    # 1e4 (logits of 100 at T=0.01). The offset is a constant to the gradient.
+    # 1e4 (logits of 100 at T=0.01), nor log-probabilities of -2e4. The offset is a
+    # constant to the gradient.
     spread = tf.reduce_max(tf.abs(logits), axis=-1, keepdims=True)
     return logits - target * tf.stop_gradient(2.0 * spread + 1e4)
 
@@ -343,7 +344,7 @@ def _binary_kl(teacher, student, target):
         log_p = tf.nn.log_softmax(logits, axis=-1)
         log_target = tf.reduce_sum(log_p * target, axis=-1)
         # log(1 - p_target) = logsumexp over the non-target classes.
-        log_rest = tf.reduce_logsumexp(log_p - 1e4 * target, axis=-1)
+        log_rest = tf.reduce_logsumexp(_mask_out(log_p, target), axis=-1)
         return tf.stack([log_target, log_rest], axis=-1)
 
     log_t = binary_log_probs(teacher)
