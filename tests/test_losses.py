@@ -402,3 +402,82 @@ def test_losses_saved_when_they_lived_in_one_module_still_load():
         loss = keras.saving.deserialize_keras_object(saved(class_name, config))
         assert type(loss) is getattr(losses, class_name)
         assert loss.get_config() == config
+
+
+def dkd_by_hand(t, s, label, temp, a, b):
+    # Zhao et al.'s two terms from their definitions: the binary (target, rest) KL
+    # and the KL over the non-target classes alone, both times T^2.
+    pt, ps = softmax(t / temp), softmax(s / temp)
+    tckd = kl(np.array([pt[label], 1 - pt[label]]), np.array([ps[label], 1 - ps[label]]))
+    mask = np.arange(len(t)) != label
+    nckd = kl(softmax(t[mask] / temp), softmax(s[mask] / temp))
+    return temp**2 * (a * tckd + b * nckd)
+
+
+def test_decoupled_kd_is_per_sample_for_labels_of_shape_batch_by_one():
+    teacher = np.array([[2.0, -1.0, 0.5], [0.3, 1.2, -0.7]], dtype="float32")
+    student = np.array([[0.1, 0.3, -0.2], [-0.5, 0.4, 1.1]], dtype="float32")
+    labels = np.array([[0], [2]])  # sparse, (batch, 1): not a one-hot over one class
+    expected = [dkd_by_hand(teacher[i], student[i], [0, 2][i], 2.0, 1.0, 8.0) for i in (0, 1)]
+    got = losses.functional.decoupled_kd(teacher, student, labels, 1.0, 8.0, 2.0).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    one_hot = np.eye(3, dtype="float32")[[0, 2]]
+    got = losses.functional.decoupled_kd(teacher, student, one_hot, 1.0, 8.0, 2.0).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_average_logits_weights_each_teacher_for_every_sample():
+    logits = np.array(
+        [[[1.0, 2.0, 3.0], [5.0, -2.0, 0.0]], [[0.0, 4.0, -4.0], [2.0, 2.0, 2.0]]], "float32"
+    )
+    # numpy float64 weights (a float subclass, as a normalisation with numpy gives them).
+    weights = [np.float64(0.25), np.float64(0.75)]
+    got = losses.average_logits(logits, weights)
+    # By hand: 0.25 * [1, 2, 3] + 0.75 * [5, -2, 0] = [4, -1, 0.75];
+    #          0.25 * [0, 4, -4] + 0.75 * [2, 2, 2] = [1.5, 2.5, 0.5].
+    assert got.dtype == tf.float32
+    np.testing.assert_array_equal(got.numpy(), [[4.0, -1.0, 0.75], [1.5, 2.5, 0.5]])
+
+
+def test_average_distribution_logits_soften_to_the_weighted_mean_distribution():
+    # At T=2, logits 2*log([1, 1, 2]) soften to [1/4, 1/4, 1/2] and 2*log([2, 1, 1]) to
+    # [1/2, 1/4, 1/4]; weighted 1/4 and 3/4 their mean is [7/16, 4/16, 5/16], which the
+    # combined logits give back as 2 * log(mean).
+    first, second = 2 * np.log([1.0, 1.0, 2.0]), 2 * np.log([2.0, 1.0, 1.0])
+    logits = np.array([[first, second], [second, first]], "float32")
+    weights = [np.float64(0.25), np.float64(0.75)]
+    got = losses.average_distribution_logits(logits, weights, 2.0)
+    assert got.dtype == tf.float32
+    mean = np.array([[7.0, 4.0, 5.0], [5.0, 4.0, 7.0]]) / 16
+    np.testing.assert_allclose(got.numpy(), 2 * np.log(mean), rtol=1e-5)
+    np.testing.assert_allclose(softmax(got.numpy() / 2.0), mean, rtol=1e-5)
+
+
+def test_attention_map_squares_by_default():
+    # Positions with channels [1, 3] and [2, 2]: mean squares 5 and 4 (cubes would
+    # give 14 and 8), normalised by sqrt(5^2 + 4^2) = sqrt(41).
+    features = np.array([[[[1.0, 3.0], [2.0, 2.0]]]], "float32")
+    got = losses.functional.attention_map(features).numpy()
+    np.testing.assert_allclose(got, [[5 / np.sqrt(41), 4 / np.sqrt(41)]], rtol=1e-6)
+
+
+def test_decoupled_kd_masks_the_target_class_at_the_lowest_temperature():
+    # At T=0.01 logits of 100 are 1e4 after softening: the mask must still remove the
+    # target class. By hand (beta only): the teacher's non-target logits [0, 0] give
+    # [1/2, 1/2], the student's [0, 1] / 0.01 give [e^-100, 1] (to 1e-43), so NCKD is
+    # 1/2 log(1/2 / e^-100) + 1/2 log(1/2) = 50 - log 2, times T^2 = 1e-4.
+    teacher = np.array([[100.0, 0.0, 0.0]], dtype="float32")
+    student = np.array([[100.0, 0.0, 1.0]], dtype="float32")
+    got = losses.functional.decoupled_kd(teacher, student, [0], 0.0, 1.0, 0.01).numpy()
+    np.testing.assert_allclose(got, [1e-4 * (50 - np.log(2))], rtol=1e-4)
+
+
+def test_decoupled_kd_binary_term_at_the_lowest_temperature():
+    # alpha only. The teacher's equal logits give (target, rest) = (1/3, 2/3); the
+    # student's [100, -100, -100] / 0.01 = [1e4, -1e4, -1e4] give log p_target = 0 and
+    # log p_rest = log 2 - 2e4 (to 1e-8000). By hand TCKD = 1/3 log(1/3) +
+    # 2/3 (log(2/3) - log 2 + 2e4) = log(1/3) + 4e4/3, times T^2 = 1e-4.
+    teacher = np.zeros((1, 3), dtype="float32")
+    student = np.array([[100.0, -100.0, -100.0]], dtype="float32")
+    got = losses.functional.decoupled_kd(teacher, student, [0], 1.0, 0.0, 0.01).numpy()
+    np.testing.assert_allclose(got, [1e-4 * (4e4 / 3 - np.log(3))], rtol=1e-4)

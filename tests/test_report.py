@@ -159,3 +159,85 @@ def test_plot_without_latencies_or_teacher_draws_equal_markers(tmp_path, monkeyp
     failed = [{"strategy": "f", "student": "w8", "status": "failed"}]
     assert report.plot(str(tmp_path / "none"), failed, None) is None
     assert not os.path.exists(tmp_path / "none")
+
+
+def test_results_that_are_not_records_name_the_bad_entry(tmp_path):
+    # A record needs exactly these three keys; anything more is allowed.
+    minimal = [{"strategy": "kd", "student": "w8", "status": "failed"}]
+    report.write_results(str(tmp_path), minimal)
+    assert report.load_results(str(tmp_path)) == minimal
+    path = tmp_path / "results.json"
+    bad = {"strategy": "kd", "student": "w8", "note": "x" * 100}  # no `status`
+    path.write_text(json.dumps(minimal + [bad]))
+    with pytest.raises(ValueError) as error:
+        report.load_results(str(tmp_path))
+    # The entry is cut to its first 80 characters of JSON: 45 before the note's x's.
+    entry = '{"strategy": "kd", "student": "w8", "note": "' + "x" * 35
+    assert str(error.value) == (
+        f"{str(path)!r} is not a list of kdistill compare records (each a dict with "
+        f"`strategy`, `student` and `status`; it holds a list with the entry {entry}), so "
+        "it cannot be resumed. Restore the file, or start a new --output_dir."
+    )
+    path.write_text(json.dumps({"records": ["y" * 100]}))
+    # '{"records": ["' is 14 characters, so 66 y's follow.
+    with pytest.raises(ValueError, match=r"it holds a dict: \{\"records\": \[\"y{66}\), so"):
+        report.load_results(str(tmp_path))
+
+
+def test_point_labels_group_records_at_one_rounded_point():
+    records = [
+        # 1100 and 1110 bytes are 1.07 and 1.08 KB, both 1.1 to 0.1 KB; accuracies
+        # 0.91231 and 0.91234 are both 0.9123 to 4 decimals: one point, two names.
+        {"strategy": "kd", "student": "w8", "tflite_size_bytes": 1100, "accuracy": 0.91231},
+        {"strategy": "dkd", "student": "w8", "tflite_size_bytes": 1110, "accuracy": 0.91234},
+        # 102400 bytes are exactly 100.0 KB.
+        {"strategy": "labels", "student": "w4", "tflite_size_bytes": 102400, "accuracy": 0.5},
+    ]
+    assert report.point_labels(records) == [
+        ((1.1, 0.9123), "kd w8\ndkd w8"),
+        ((100.0, 0.5), "labels w4"),
+    ]
+
+
+def test_plot_labels_hang_below_their_points(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)
+    report.plot(str(tmp_path), [record("a", 0.8, 1024)], None)
+    # Top-aligned, so a label of several names grows downwards, away from its point.
+    assert [t.get_verticalalignment() for t in figures[0].axes[0].texts] == ["top"]
+
+
+class _Label:
+    """A stand-in annotation: a 20 x 10 box whose top edge is at its offset."""
+
+    def __init__(self, height=10.0):
+        self.xyann = (4.0, -10.0)
+        self.height = height
+
+    def get_window_extent(self, renderer):
+        from matplotlib.transforms import Bbox
+
+        x, y = self.xyann
+        return Bbox.from_bounds(x, y - self.height, 20.0, self.height)
+
+
+def test_separate_moves_each_label_down_in_steps_until_it_overlaps_none():
+    first, second, third = _Label(), _Label(), _Label()
+    report._separate([first, second, third], renderer=None)
+    # The first stays at y=-10 (box -20..-10). Boxes that only touch do not overlap,
+    # so the second moves 3 steps of 4 to y=-22 (box -32..-22) and the third 3
+    # more past it to y=-34 (box -44..-34).
+    assert [label.xyann for label in (first, second, third)] == [
+        (4.0, -10.0),
+        (4.0, -22.0),
+        (4.0, -34.0),
+    ]
+
+
+def test_separate_gives_up_on_a_label_after_200_steps():
+    first, tall = _Label(height=1e6), _Label(height=1e6)
+    report._separate([first, tall], renderer=None)
+    # The second box always overlaps the first: 200 steps of 4 below y=-10.
+    assert tall.xyann == (4.0, -810.0)

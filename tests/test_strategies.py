@@ -87,3 +87,38 @@ def test_default_set_adds_exactly_qat_on_tf_keras(legacy, monkeypatch):
     monkeypatch.setattr(backend, "LEGACY_KERAS", legacy)
     extra = ("kd+qat8",) if legacy else ()
     assert strategies.default_names() == strategies.DEFAULT_STRATEGIES + extra
+
+
+def test_each_training_stage_builds_its_distillation_loss():
+    from kdistill import losses
+
+    # Labels alone: no distillation loss at all.
+    assert strategies.parse("labels+int8").distillation_loss(None, None) is None
+    kd = strategies.parse("kd_t8_a0.1").distillation_loss(None, None)
+    assert type(kd) is losses.SoftTargetKD and float(kd.temperature.numpy()) == 8.0
+    # Plain mse averages over classes; the seed form CE + lambda * ||z_t - z_s||^2 sums.
+    plain = strategies.parse("mse").distillation_loss(None, None)
+    seed = strategies.parse("mse_l0.1").distillation_loss(None, None)
+    assert (type(plain), plain.reduction) == (losses.LogitMSE, "mean")
+    assert (type(seed), seed.reduction) == (losses.LogitMSE, "sum")
+    dkd = strategies.parse("dkd").distillation_loss(None, None)
+    assert type(dkd) is losses.DecoupledKD
+
+
+def test_hint_reads_the_layer_before_the_logits_of_each_model():
+    from kdistill.backend import keras
+
+    def model(prefix):
+        return keras.Sequential(
+            [
+                keras.Input((4,)),
+                keras.layers.Dense(5, name=f"{prefix}_first"),
+                keras.layers.Dense(6, name=f"{prefix}_hidden"),
+                keras.layers.Dense(3, name=f"{prefix}_logits"),
+            ]
+        )
+
+    soft, hint = strategies.parse("hint").distillation_loss(model("t"), model("s"))
+    assert float(soft.temperature.numpy()) == 4.0
+    # layers[-2] is the hidden layer feeding the logits, not the first or the last.
+    assert (hint.teacher_layers, hint.student_layers) == (("t_hidden",), ("s_hidden",))

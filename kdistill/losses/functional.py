@@ -223,9 +223,8 @@ def decoupled_kd(
     student = _as_float32(student_logits) / t
     target = _one_hot_like(labels, teacher)
     tckd = _binary_kl(teacher, student, target)
-    # Mask the target class out of the softmax with a large negative offset.
-    masked_teacher = tf.nn.log_softmax(teacher - 1e4 * target, axis=-1)
-    masked_student = tf.nn.log_softmax(student - 1e4 * target, axis=-1)
+    masked_teacher = tf.nn.log_softmax(_mask_out(teacher, target), axis=-1)
+    masked_student = tf.nn.log_softmax(_mask_out(student, target), axis=-1)
     nckd = tf.reduce_sum(tf.exp(masked_teacher) * (masked_teacher - masked_student), axis=-1)
     return t * t * (alpha * tckd + beta * nckd)
 
@@ -331,12 +330,21 @@ def _one_hot_like(labels, logits):
     return tf.one_hot(labels, classes, dtype=tf.float32)
 
 
+def _mask_out(logits, target):
+    # Takes the target class out of the softmax with a negative offset beyond the row's
+    # whole range, so its exp() is 0 at any scale: a fixed 1e4 did not mask logits/T of
+    # 1e4 (logits of 100 at T=0.01), nor log-probabilities of -2e4. The offset is a
+    # constant to the gradient.
+    spread = tf.reduce_max(tf.abs(logits), axis=-1, keepdims=True)
+    return logits - target * tf.stop_gradient(2.0 * spread + 1e4)
+
+
 def _binary_kl(teacher, student, target):
     def binary_log_probs(logits):
         log_p = tf.nn.log_softmax(logits, axis=-1)
         log_target = tf.reduce_sum(log_p * target, axis=-1)
         # log(1 - p_target) = logsumexp over the non-target classes.
-        log_rest = tf.reduce_logsumexp(log_p - 1e4 * target, axis=-1)
+        log_rest = tf.reduce_logsumexp(_mask_out(log_p, target), axis=-1)
         return tf.stack([log_target, log_rest], axis=-1)
 
     log_t = binary_log_probs(teacher)
