@@ -16,6 +16,7 @@ import dataclasses
 
 import numpy as np
 
+from kdistill import data_contract
 from kdistill.backend import tf
 
 
@@ -173,17 +174,7 @@ def _as_array(value, label: str) -> np.ndarray:
             "arrays: gather a few hundred samples into one, e.g. "
             "np.concatenate([x for x, _ in dataset.take(8).as_numpy_iterator()])."
         )
-    try:
-        array = np.asarray(value)
-    except ValueError:
-        array = None
-    if array is None or array.dtype == object:
-        raise ValueError(
-            f"Invalid value for argument `{label}`: it is a ragged {type(value).__name__} "
-            "(its samples have different lengths). Pad or cut them to one length and "
-            "pass a numpy array."
-        )
-    return array
+    return data_contract.as_array(value, label)
 
 
 def _checked(array: np.ndarray, spec: InputSpec, label: str) -> np.ndarray:
@@ -211,14 +202,7 @@ def _checked(array: np.ndarray, spec: InputSpec, label: str) -> np.ndarray:
         )
     if spec.is_float:
         array = array.astype(spec.dtype, copy=False)
-        bad = ~np.isfinite(array)
-        if bad.any():
-            index = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(
-                f"Invalid value for argument `{label}`: it holds the non-finite value "
-                f"{array[index]} at index {index}. Drop or repair the samples with NaN or "
-                "inf (keep x[np.isfinite(x).reshape(len(x), -1).all(axis=1)])."
-            )
+        data_contract.check_finite(array, label)
         return array
     if array.dtype.kind == "f":
         fractional = array != np.round(array)

@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from kdistill import input_specs, quiet, validation
+from kdistill import data_contract, input_specs, quiet, validation
 from kdistill.backend import tf
 from kdistill.export import gzip_size
 from kdistill.input_specs import InputSpec
@@ -299,32 +299,13 @@ def _padded(array: np.ndarray, size: int) -> np.ndarray:
 
 
 def _class_ids(y, count: int, classes: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim == 2 and y.shape[1] > 1:
-        raise ValueError(
-            f"Invalid value for argument `y`: it has shape {y.shape}, like one-hot "
-            "labels. Expected integer class ids of shape (n,): pass np.argmax(y, 1)."
-        )
+    y = data_contract.check_class_labels(y, classes, "y")
     if y.ndim == 2:
         y = y[:, 0]
     if y.ndim != 1 or len(y) != count:
         raise ValueError(
             f"Invalid value for argument `y`: it has shape {y.shape} for {count} inputs. "
             f"Expected one integer class id per input, shape ({count},)."
-        )
-    if y.dtype.kind not in "biuf" or (y.dtype.kind == "f" and np.any(y != np.round(y))):
-        index = int(np.argmax(y != np.round(y))) if y.dtype.kind == "f" else 0
-        raise ValueError(
-            f"Invalid value for argument `y`: expected integer class ids, but it holds "
-            f"{y[index]} at index {index}. Pass the class ids, not scores or names."
-        )
-    outside = (y < 0) | (y >= classes)
-    if outside.any():
-        index = int(np.argmax(outside))
-        raise ValueError(
-            f"Invalid value for argument `y`: the model has {classes} classes, but it "
-            f"holds the label {y[index]} at index {index}. Expected class ids in "
-            f"[0, {classes - 1}]."
         )
     return y.astype(np.int64)
 
