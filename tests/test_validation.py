@@ -83,3 +83,15 @@ def test_every_check_names_the_argument_of_a_non_number(check):
     with pytest.raises(TypeError) as error:
         check("1", "alpha")
     assert str(error.value) == message("alpha", "a number", "'1'")
+
+
+def test_check_integer_takes_zero_by_default_and_refuses_below_its_minimum():
+    assert validation.check_integer(0, "epochs") == 0
+    assert validation.check_integer(3, "epochs", minimum=3) == 3
+    with pytest.raises(ValueError) as error:
+        validation.check_integer(2, "epochs", minimum=3)
+    assert str(error.value) == (
+        "Invalid value for argument `epochs`. Expected an integer >= 3. Received: epochs=2"
+    )
+    with pytest.raises(ValueError, match=r"Expected an integer >= 0\. Received: epochs=True"):
+        validation.check_integer(True, "epochs")
