@@ -110,6 +110,14 @@ def test_soft_targets_stay_within_a_thousandth_of_float64_up_to_t_1e4(t):
         np.testing.assert_allclose(got, limit, rtol=1e-3)
 
 
+def test_soft_targets_choose_float32_only_where_a_tpu_is_seen(monkeypatch):
+    from kdistill.losses import functional
+
+    assert functional._precise_dtype() == tf.float64  # CPU here
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["TPU:0"])
+    assert functional._precise_dtype() == tf.float32
+
+
 @pytest.mark.parametrize("t", [1.0, 4.0, 20.0])
 def test_soft_targets_in_float32_where_there_is_no_float64_match_usual_temperatures(t, monkeypatch):
     # A TPU has no float64: the same arithmetic then runs in float32, still exact
