@@ -1,8 +1,9 @@
 """What compression cost: per-class agreement, calibration and the disagreements, in pictures.
 
-Three modules: `metrics` (pure functions over numpy arrays: per-class
+Four modules: `metrics` (pure functions over numpy arrays: per-class
 accuracy and agreement, the disagreement matrix, expected calibration error
-and reliability bins), `plots` (matplotlib pictures of an `Explanation`) and
+and reliability bins), `explanation` (all of them for one pair, checked),
+`plots` (matplotlib pictures of an `Explanation`) and
 `report` (runs a teacher and a student, `.keras` or `.tflite`, and writes
 pictures, `explain.json` and `explain.md`). Importing this package loads
 neither TensorFlow nor matplotlib; running models or drawing does.
@@ -14,14 +15,13 @@ Example:
     >>> analysis.explain_models("teacher.keras", "student.tflite", x_test, y_test, "explain/")
 """
 
+from kdistill.analysis.explanation import Explanation, explain_outputs
 from kdistill.analysis.metrics import (
     ECE_BINS,
-    Explanation,
     Reliability,
     confident_disagreements,
     disagreement_matrix,
     expected_calibration_error,
-    explain_outputs,
     per_class_accuracy,
     per_class_agreement,
     probabilities,

@@ -25,7 +25,8 @@ import os
 import numpy as np
 
 from kdistill import atomic
-from kdistill.analysis import metrics, plots
+from kdistill.analysis import explanation as explained
+from kdistill.analysis import plots
 
 PICTURES = {
     "per_class.png": "Per-class accuracy of teacher and student, and their agreement",
@@ -91,7 +92,7 @@ def explain_models(
     class_names=None,
     unsafe_load: bool = False,
     gallery_size: int = 16,
-) -> metrics.Explanation:
+) -> explained.Explanation:
     """Runs teacher and student on labelled data and writes the pictures and summary.
 
     Args:
@@ -113,7 +114,7 @@ def explain_models(
     """
     teacher_outputs = model_outputs(teacher, x, "teacher", unsafe_load)
     student_outputs = model_outputs(student, x, "student", unsafe_load)
-    explanation = metrics.explain_outputs(teacher_outputs, student_outputs, y, class_names)
+    explanation = explained.explain_outputs(teacher_outputs, student_outputs, y, class_names)
     details = {"teacher": _describe(teacher), "student": _describe(student)}
     write_explanation(explanation, output_dir, x, details, gallery_size)
     return explanation
@@ -126,7 +127,7 @@ def _describe(model) -> str:
 
 
 def write_explanation(
-    explanation: metrics.Explanation,
+    explanation: explained.Explanation,
     output_dir: str,
     images=None,
     details: dict | None = None,

@@ -1,5 +1,6 @@
 """Keras callbacks for distillation: schedules, teacher agreement, stages, export, progress."""
 
+from kdistill.callbacks.class_agreement import ClassAgreementAndCalibration
 from kdistill.callbacks.export_tflite import ExportTFLite
 from kdistill.callbacks.hint_stage import HintStage
 from kdistill.callbacks.non_finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
@@ -9,6 +10,7 @@ from kdistill.callbacks.teacher_agreement import TeacherAgreement
 
 __all__ = [
     "AlphaScheduler",
+    "ClassAgreementAndCalibration",
     "EpochProgress",
     "ExportTFLite",
     "HintStage",
