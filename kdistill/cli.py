@@ -13,6 +13,9 @@ Commands:
             --output) and evaluate the file on the test data.
   evaluate  Evaluate a .tflite file (--tflite) on the test data: accuracy,
             size, gzip size and per-sample latency.
+  explain   What compression cost: per-class agreement, calibration and
+            the disagreements of --student (.keras or .tflite) against
+            --teacher (.keras) on the test data, in pictures (--output_dir).
 
 Run `kdistill <command> --helpfull` for every flag. The data flags
 (--dataset, --data_path) are shared by all commands.
@@ -41,6 +44,7 @@ from kdistill.cli_checks import (  # noqa: E402
     _student_widths,
     check_flags,
 )
+from kdistill.cli_explain import explain as _explain  # noqa: E402
 from kdistill.quiet import load_tensorflow  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -260,6 +264,7 @@ def _evaluate(argv) -> int:
 
 
 COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evaluate": _evaluate}
+COMMANDS["explain"] = _explain
 
 
 def _command_in(argv) -> str | None:

@@ -183,6 +183,10 @@ def check_flags(command: str) -> None:
     if command == "evaluate":
         _require("tflite")
         _check_input_file("tflite", "a .tflite file")
+    if command == "explain":
+        from kdistill.cli_explain import check_explain_flags
+
+        check_explain_flags()
 
 
 def _check_run_flags() -> None:

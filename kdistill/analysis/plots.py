@@ -115,9 +115,9 @@ def plot_disagreements(explanation, path: str):
 def plot_reliability(explanation, path: str):
     """Reliability diagrams of teacher and student side by side, with their ECE.
 
-    Each bar is one confidence bin: its height the bin's accuracy; the
-    diagonal is perfect calibration; the bar's gap to the diagonal is
-    shaded.
+    Each bar is one confidence bin, as tall as the bin's accuracy; a black
+    dash marks the bin's mean confidence; on the diagonal, accuracy equals
+    confidence (perfect calibration).
 
     Args:
         explanation: An `Explanation`.
@@ -138,9 +138,8 @@ def plot_reliability(explanation, path: str):
         filled = bins.counts > 0
         ax.bar(centers[filled], bins.accuracy[filled], width[filled], color=color,
                edgecolor="k", linewidth=0.5, label="accuracy in bin")  # fmt: skip
-        ax.bar(centers[filled], bins.confidence[filled] - bins.accuracy[filled], width[filled],
-               bottom=bins.accuracy[filled], color="tab:red", alpha=0.25,
-               label="gap to confidence")  # fmt: skip
+        ax.scatter(centers[filled], bins.confidence[filled], marker="_", s=120, c="k",
+                   linewidths=2, label="mean confidence in bin", zorder=3)  # fmt: skip
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -193,7 +192,7 @@ def plot_gallery(explanation, images, path: str, count: int = 16):
     chosen = explanation.disagreement_order[:count]
     columns = min(4, max(1, len(chosen)))
     rows = max(1, -(-len(chosen) // columns))
-    figure = _figure(2.3 * columns, 2.5 * rows + 0.6)
+    figure = _figure(2.4 * columns, 2.9 * rows + 0.5)
     names = explanation.class_names
     scale = 255.0 if images.max() > 1.0 else 1.0
     for slot, index in enumerate(chosen):
@@ -219,5 +218,5 @@ def plot_gallery(explanation, images, path: str, count: int = 16):
         f"{len(explanation.disagreement_order)} disagreements, most confident teacher first",
         fontsize=10,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (2.9 * rows + 0.5)))
     return _save(figure, path)

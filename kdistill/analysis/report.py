@@ -54,11 +54,14 @@ def model_outputs(model, x, role: str = "student", unsafe_load: bool = False) ->
     """
     from kdistill import data_contract, saving, tflite
 
+    label = _describe(model)
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
         if path.endswith(".tflite"):
             runner = tflite.TFLiteModel(path)
-            with data_contract.rewritten_errors(lambda m: f"The {role} {path!r} cannot run x: {m}"):
+            with data_contract.rewritten_errors(
+                lambda m: f"The {role} {label!r} cannot run x: {m}"
+            ):
                 arrays = runner.arrange(x)
             return _classes(runner.predict(arrays), role)
         if not path.endswith(".keras"):
@@ -70,7 +73,8 @@ def model_outputs(model, x, role: str = "student", unsafe_load: bool = False) ->
         model = saving.load_model(path, unsafe=unsafe_load)
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) == 1 and not isinstance(x, (dict, list, tuple)):
-        data_contract.check_input_shape(x, tuple(inputs[0].shape), "x", role)
+        with data_contract.rewritten_errors(lambda m: f"The {role} {label!r} cannot run x: {m}"):
+            data_contract.check_input_shape(x, tuple(inputs[0].shape), "x", role)
     return _classes(np.asarray(model.predict(x, batch_size=256, verbose=0)), role)
 
 
@@ -123,7 +127,7 @@ def explain_models(
 def _describe(model) -> str:
     if isinstance(model, (str, os.PathLike)):
         return os.fspath(model)
-    return f"{type(model).__name__} {getattr(model, 'name', '')}".strip()
+    return getattr(model, "name", None) or type(model).__name__
 
 
 def write_explanation(
