@@ -31,6 +31,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
             ["--seeds=0,1", "--results_name=frontier_seeds"],
             "frontier_seeds",
         ),
+        ("explain_mnist", [], "explain_mnist"),
     ],
 )
 def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
@@ -68,6 +69,12 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         merged = json.loads((tmp_path / "merged.smoke.json").read_text())
         assert len(merged["rows"]) == 2 * len(payload["rows"]) - 1  # one teacher row
         assert all(p["seeds"] == 4 for p in merged["points"] if p["strategy"] != "teacher")
+    if script == "explain_mnist":  # both students, both files, each with its pictures
+        rows = [(r["strategy"], r["tflite"]) for r in payload["rows"]]
+        assert rows == [(s, t) for s in ("alone", "distilled") for t in ("float32", "int8")]
+        assert all(0 <= r["ece"] <= 1 for r in payload["rows"])
+        for strategy in ("alone", "distilled"):
+            assert (tmp_path / "explain_mnist.smoke" / strategy / "reliability.png").exists()
     if script == "step_profile":  # every variant timed and profiled; the floor's ratio is 1
         assert 0 < payload["timing"]["written_over_derived_gradient"]["median"]
         assert payload["timing"]["student_floor"]["over_floor"] == 1.0

@@ -375,3 +375,18 @@ def test_settings_are_checked_before_the_output_directory_is_made(tmp_path):
     with pytest.raises(ValueError, match=r"argument `learning_rate`. Expected a positive number"):
         small_run(str(out), learning_rate=0.0)
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_compare_explains_the_recommended_student_and_links_it_from_the_report(finished):
+    out = finished.output_dir
+    for name in ("per_class.png", "disagreements.png", "reliability.png", "gallery.png"):
+        assert os.path.getsize(os.path.join(out, "explain", name)) > 5_000, name
+    summary = json.load(open(os.path.join(out, "explain", "explain.json")))
+    pick = finished.recommendation["record"] or finished.recommendation["closest"]
+    assert summary["student"].startswith(f"{pick['strategy']} ({pick['student']}), ")
+    # The same .tflite file and test split as the record's accuracy.
+    assert summary["student_accuracy"] == pytest.approx(pick["accuracy"], abs=1e-9)
+    assert summary["teacher_accuracy"] == pytest.approx(finished.teacher["accuracy"], abs=2e-3)
+    report_text = open(os.path.join(out, "report.md")).read()
+    assert "[explain/explain.md](explain/explain.md)" in report_text

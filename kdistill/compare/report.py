@@ -128,11 +128,27 @@ def write_report(
         "",
         recommendation["message"],
         "",
+        *explanation_links(output_dir),
         "## Settings",
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     atomic.write_text(os.path.join(output_dir, "report.md"), "\n".join(lines) + "\n")
+
+
+def explanation_links(output_dir: str) -> list[str]:
+    """Report lines linking explain/ (see `kdistill.compare.explanation`), if it was written."""
+    if not os.path.exists(os.path.join(output_dir, "explain", "explain.md")):
+        return []
+    return [
+        "## What compression cost",
+        "",
+        "Per-class accuracy and agreement, disagreements and calibration of the recommended "
+        "student against the teacher: [explain/explain.md](explain/explain.md).",
+        "",
+        "![calibration of teacher and student](explain/reliability.png)",
+        "",
+    ]
 
 
 def plot(output_dir: str, records: list, teacher: dict | None) -> str | None:

@@ -32,6 +32,7 @@ from kdistill import atomic, backend, data, export, models, saving, tflite, trai
 from kdistill.backend import keras, tf
 from kdistill.callbacks import EpochProgress
 from kdistill.compare import jobs, pareto, report, run_directory, strategies
+from kdistill.compare.explanation import explain_recommendation
 from kdistill.offline import cache_teacher_outputs
 
 
@@ -209,6 +210,7 @@ def run(
             "seeds": ", ".join(str(seed + i) for i in range(repeats)),
             "budget": budget.describe(),
         }
+        explain_recommendation(out, context, records, budget, say)  # explain/, linked by report
         recommendation = _finish(out, records, teacher_record, budget, settings, started, say)
         return CompareResult(records, teacher_record, recommendation, out)
 
