@@ -244,7 +244,7 @@ def test_unknown_command_is_one_line():
     result = run_cli(["distil"], cwd=None)
     assert result.stderr.splitlines() == [
         "kdistill: error: Unknown or missing command distil. Commands: compare, distill, "
-        "export, evaluate. Run `kdistill --help` for what each does."
+        "export, evaluate, explain. Run `kdistill --help` for what each does."
     ]
     assert result.returncode == 2
 
