@@ -89,3 +89,15 @@ def test_gallery_captions_both_predictions_most_confident_teacher_first(tmp_path
         ValueError, match=r"`images`: expected 4 images .* Received shape \(4, 64\)"
     ):
         analysis.plot_gallery(result, images.reshape(4, 64), str(path))
+
+
+def test_importing_kdistill_analysis_loads_neither_tensorflow_nor_matplotlib():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kdistill.analysis; "
+        "print('tensorflow' in sys.modules, 'matplotlib' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr
