@@ -63,22 +63,27 @@ class Explanation:
 
     @property
     def teacher_accuracy(self) -> float:
+        """The teacher's top-1 accuracy."""
         return float(np.mean(self.teacher_probs.argmax(-1) == self.labels))
 
     @property
     def student_accuracy(self) -> float:
+        """The student's top-1 accuracy."""
         return float(np.mean(self.student_probs.argmax(-1) == self.labels))
 
     @property
     def agreement(self) -> float:
+        """The share of samples on which the student predicts the teacher's class."""
         return float(np.mean(self.teacher_probs.argmax(-1) == self.student_probs.argmax(-1)))
 
     @property
     def teacher_ece(self) -> float:
+        """The teacher's expected calibration error."""
         return self.teacher_reliability.ece
 
     @property
     def student_ece(self) -> float:
+        """The student's expected calibration error."""
         return self.student_reliability.ece
 
     def classes_lost(self, count: int = 3) -> list:
@@ -90,7 +95,9 @@ class Explanation:
             with a positive drop.
         """
         drop = self.per_class_teacher_accuracy - self.per_class_student_accuracy
-        order = [i for i in np.argsort(-np.nan_to_num(drop, nan=-np.inf), kind="stable")]
+        # Largest drop first; classes without samples (NaN) never count as lost.
+        order = np.argsort(np.where(np.isnan(drop), np.inf, -drop), kind="stable")
+        lost = [i for i in order if drop[i] > 0][:count]
         return [
             {
                 "class": self.class_names[i],
@@ -98,8 +105,7 @@ class Explanation:
                 "student_accuracy": float(self.per_class_student_accuracy[i]),
                 "drop": float(drop[i]),
             }
-            for i in order[:count]
-            if drop[i] > 0
+            for i in lost
         ]
 
     def summary(self) -> dict:

@@ -176,9 +176,9 @@ def write_explanation(
 def markdown(summary: dict, pictures: list) -> str:
     """The explain.md page: the headline numbers, the classes lost, the pictures."""
     lines = ["# What compression cost", ""]
-    lines += [f"- {k}: {summary[k]}" for k in ("teacher", "student", "data") if k in summary]
+    details = [f"- {k}: {summary[k]}" for k in ("teacher", "student", "data") if k in summary]
+    lines += [*details, ""] if details else []
     lines += [
-        "",
         "| | teacher | student |",
         "|---|---:|---:|",
         f"| accuracy | {summary['teacher_accuracy']:.4f} | {summary['student_accuracy']:.4f} |",

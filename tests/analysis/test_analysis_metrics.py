@@ -118,3 +118,15 @@ def test_bad_outputs_and_labels_say_what_to_pass():
         analysis.explain_outputs(np.zeros((2, 3)), np.zeros((2, 3)), [0, 1], ["a", "b"])
     with pytest.raises(ValueError, match=r"`student_outputs`: expected class scores of shape"):
         analysis.explain_outputs(np.zeros((2, 3)), np.zeros(2), [0, 1])
+
+
+def test_classes_lost_skip_classes_without_samples_and_gains():
+    labels = np.array([0, 0, 2, 2])  # no sample of class 1
+    teacher = 3.0 * np.eye(3)[[0, 1, 2, 2]]  # wrong once on class 0
+    student = 3.0 * np.eye(3)[[0, 0, 0, 2]]  # right twice on class 0, wrong once on class 2
+    result = analysis.explain_outputs(teacher, student, labels)
+    assert np.isnan(result.per_class_student_accuracy[1])
+    assert result.classes_lost(1) == [
+        {"class": "2", "teacher_accuracy": 1.0, "student_accuracy": 0.5, "drop": 0.5}
+    ]
+    assert result.summary()["per_class"][1]["teacher_accuracy"] is None  # JSON null
