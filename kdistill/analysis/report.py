@@ -51,6 +51,10 @@ def model_outputs(model, x, role: str = "student", unsafe_load: bool = False) ->
     Raises:
         ValueError: The file is neither `.keras` nor `.tflite`, or `x` does
             not fit the model's input (the message names the role and shapes).
+
+    Example:
+        >>> model_outputs("student_int8.tflite", x_test).shape
+        (10000, 10)
     """
     from kdistill import data_contract, saving, tflite
 
