@@ -115,9 +115,10 @@ def plot_disagreements(explanation, path: str):
 def plot_reliability(explanation, path: str):
     """Reliability diagrams of teacher and student side by side, with their ECE.
 
-    Each bar is one confidence bin, as tall as the bin's accuracy; a black
-    dash marks the bin's mean confidence; on the diagonal, accuracy equals
-    confidence (perfect calibration).
+    Each bar is one confidence bin, as tall as the bin's accuracy and
+    labelled with its number of samples; a black dash marks the bin's mean
+    confidence; on the diagonal, accuracy equals confidence (perfect
+    calibration).
 
     Args:
         explanation: An `Explanation`.
@@ -126,7 +127,7 @@ def plot_reliability(explanation, path: str):
     Returns:
         The matplotlib `Figure`.
     """
-    figure = _figure(9.0, 4.4)
+    figure = _figure(9.0, 4.8)
     panels = (
         ("teacher", explanation.teacher_reliability, TEACHER_COLOR),
         ("student", explanation.student_reliability, STUDENT_COLOR),
@@ -140,19 +141,24 @@ def plot_reliability(explanation, path: str):
                edgecolor="k", linewidth=0.5, label="accuracy in bin")  # fmt: skip
         ax.scatter(centers[filled], bins.confidence[filled], marker="_", s=120, c="k",
                    linewidths=2, label="mean confidence in bin", zorder=3)  # fmt: skip
+        for x, count in zip(centers[filled], bins.counts[filled]):
+            ax.text(x, 0.01, str(count), ha="center", va="bottom", fontsize=6, rotation=90)
         ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.set_xlabel("confidence (top-1 probability)")
         ax.set_ylabel("accuracy")
         ax.set_title(f"{name}: ECE {bins.ece:.4f}", fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
+    handles, labels = figure.axes[0].get_legend_handles_labels()
+    labels = [label.replace("accuracy in bin", "accuracy in bin (samples at its foot)")
+              for label in labels]  # fmt: skip
+    figure.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
     figure.suptitle(
         f"Calibration, teacher vs student ({len(explanation.student_reliability.counts)} "
         "equal-width bins)",
         fontsize=11,
     )
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return _save(figure, path)
 
 
