@@ -344,7 +344,9 @@ def _one_hot_like(labels, logits):
         1,
     ):
         return tf.cast(labels, tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits)[:-1])
+    # Per position, labels (batch, positions...); per sample, one column.
+    shape = (-1,) if logits.shape.rank == 2 else tf.shape(logits)[:-1]
+    labels = tf.reshape(tf.cast(labels, tf.int32), shape)
     return tf.one_hot(labels, classes, dtype=tf.float32)
 
 
