@@ -2,6 +2,8 @@
 causal language model, a segmentation head. Labels (batch, positions...),
 weights per position, padding that adds nothing."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,16 @@ def token_data(seed=0):
     weights = np.ones((N, LENGTH), "float32")
     weights[::2, -2:] = 0.0
     return ids, labels, weights
+
+
+@functools.cache
+def trained_teacher():
+    """A token classifier teacher fitted to `token_data`, once per session."""
+    ids, labels, _ = token_data()
+    teacher = token_classifier(16, "teacher", 0)
+    teacher.compile(keras.optimizers.Adam(0.05), CE)
+    teacher.fit(ids, labels, epochs=30, batch_size=N, verbose=0)
+    return teacher
 
 
 def loss_at_rate_zero(distiller, x, y, weights):
@@ -92,16 +104,14 @@ def test_per_sample_weights_weight_every_position_of_their_sample():
 
 def test_token_classifier_distils_above_chance_online_and_offline():
     ids, labels, weights = token_data()
-    teacher = token_classifier(16, "teacher", 0)
-    teacher.compile(keras.optimizers.Adam(0.05), CE)
-    teacher.fit(ids, labels, epochs=30, batch_size=N, verbose=0)
+    teacher = trained_teacher()
     for offline in (False, True):
         student = token_classifier(8, "student", 1)
         y = offline_targets(labels, cache_teacher_outputs(teacher, ids)) if offline else labels
         distiller = Distiller(None if offline else teacher, student, SoftTargetKD(2.0), alpha=0.5)
         distiller.compile(keras.optimizers.Adam(0.05), loss=CE, metrics=["accuracy"])
         history = distiller.fit(
-            ids, y, sample_weight=weights, epochs=30, batch_size=8, verbose=0
+            ids, y, sample_weight=weights, epochs=20, batch_size=N, verbose=0
         ).history
         assert history["loss"][-1] < history["loss"][0]
         predicted = student.predict(ids, verbose=0).argmax(-1)
