@@ -176,3 +176,42 @@ def test_segmentation_head_with_two_position_axes_weights_each_pixel():
     expected = np.sum(weights * np.sum(np.exp(lt) * (lt - ls), -1)) / 18
     assert axes == 2
     assert float(mean) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_trains_per_position_as_one_device(tmp_path):
+    # Each replica divides by its own positions and takes 1/2 of the mean:
+    # the summed gradients are the global batch's, padding included.
+    from test_distribute import run_script, script
+
+    code = script(
+        """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from test_per_position import CE, token_classifier, token_data
+    from kdistill import Distiller
+    from kdistill.backend import keras
+    from kdistill.losses import SoftTargetKD
+    ids, labels, weights = token_data()
+    weights[np.arange(len(ids)) % 8 < 4, -4:] = 0.0  # more padding on the first replica
+
+    def train(strategy):
+        with strategy.scope():
+            teacher, student = token_classifier(16, "teacher", 0), token_classifier(4, "student", 1)
+            distiller = Distiller(teacher, student, SoftTargetKD(2.0), alpha=0.3)
+            distiller.compile(optimizer=keras.optimizers.SGD(0.5), loss=CE)
+        distiller.fit(ids, labels, sample_weight=weights, batch_size=8, epochs=2,
+                      shuffle=False, verbose=0)
+        return student.get_weights()
+
+    single = train(tf.distribute.get_strategy())
+    multi = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(single, token_classifier(4, "s", 1).get_weights()))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single, multi))
+    print("MAX_DIFF", diff, "MOVED", moved)
+    assert moved > 1e-2 and diff < 1e-5, (diff, moved)
+    """
+    )
+    result = run_script(code, tmp_path)
+    assert "MAX_DIFF" in result.stdout
