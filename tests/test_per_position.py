@@ -215,3 +215,22 @@ def test_mirrored_strategy_on_two_cpus_trains_per_position_as_one_device(tmp_pat
     )
     result = run_script(code, tmp_path)
     assert "MAX_DIFF" in result.stdout
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_class_weight_weights_each_position_by_its_own_label(offline):
+    # Keras alone would read labels (batch, 6) as one-hot rows and weight each
+    # sample by the argmax of its positions.
+    ids, labels, weights = token_data()
+    teacher, student = token_classifier(16, "teacher", 0), token_classifier(4, "student", 1)
+    y = offline_targets(labels, cache_teacher_outputs(teacher, ids)) if offline else labels
+    by_label = np.array([1.0, 3.0, 0.5, 2.0], "float32")[labels]
+
+    def loss(**kwargs):
+        distiller = Distiller(None if offline else teacher, student, SoftTargetKD(2.0))
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)
+        history = distiller.fit(ids, y, batch_size=N, epochs=1, shuffle=False, verbose=0, **kwargs)
+        return history.history["loss"][0]
+
+    by_class = loss(class_weight={1: 3.0, 2: 0.5, 3: 2.0}, sample_weight=weights)
+    assert by_class == pytest.approx(loss(sample_weight=weights * by_label), rel=1e-5)
