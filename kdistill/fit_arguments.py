@@ -62,6 +62,9 @@ def for_fit(distiller, x, y, batch_size, args, kwargs) -> tuple:
     if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
         with data_contract.renamed("validation_data"):
             check_data(distiller, *validation_data, *[None] * (3 - len(validation_data)), None)
+        if len(validation_data) == 3:
+            x_val, y_val, w_val = validation_data
+            kwargs["validation_data"] = (x_val, y_val, _weights_for_targets(y_val, w_val))
     callbacks = kwargs.get("callbacks") or []
     if not isinstance(callbacks, keras.callbacks.CallbackList):  # a CallbackList is kept
         kwargs["callbacks"] = [*callbacks, StopOnNonFiniteLoss()]

@@ -116,9 +116,7 @@ def test_top_k_buckets_hold_the_teachers_kept_probabilities_and_tail_mass():
     np.testing.assert_array_equal(cache["top_k_indices"], [[0, 1]])
     # The tail is log(e^0 + e^-1).
     np.testing.assert_allclose(cache["tail_logsumexp"], [np.log(1.0 + np.exp(-1.0))], rtol=1e-6)
-    teacher_log_p, student_log_p = top_k.top_k_buckets(
-        *cache.values(), [[0.0, 0.0, 0.0, 0.0]], 1.0
-    )
+    teacher_log_p, student_log_p = top_k.top_k_buckets(*cache.values(), [[0.0, 0.0, 0.0, 0.0]], 1.0)
     p = np.exp(log_softmax(logits[0]))
     np.testing.assert_allclose(np.exp(teacher_log_p[0]), [p[0], p[1], p[2] + p[3]], rtol=1e-5)
     np.testing.assert_allclose(np.exp(student_log_p[0]), [0.25, 0.25, 0.5], rtol=1e-5)

@@ -111,9 +111,16 @@ def test_token_classifier_distils_above_chance_online_and_offline():
         distiller = Distiller(None if offline else teacher, student, SoftTargetKD(2.0), alpha=0.5)
         distiller.compile(keras.optimizers.Adam(0.05), loss=CE, metrics=["accuracy"])
         history = distiller.fit(
-            ids, y, sample_weight=weights, epochs=20, batch_size=N, verbose=0
+            ids,
+            y,
+            sample_weight=weights,
+            validation_data=(ids, y, weights),
+            epochs=20,
+            batch_size=N,
+            verbose=0,
         ).history
         assert history["loss"][-1] < history["loss"][0]
+        assert history["val_loss"][-1] < history["val_loss"][0]
         predicted = student.predict(ids, verbose=0).argmax(-1)
         assert np.mean(predicted == labels) > 0.8  # chance is 1 / CLASSES
 
