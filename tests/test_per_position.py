@@ -241,3 +241,16 @@ def test_class_weight_weights_each_position_by_its_own_label(offline):
 
     by_class = loss(class_weight={1: 3.0, 2: 0.5, 3: 2.0}, sample_weight=weights)
     assert by_class == pytest.approx(loss(sample_weight=weights * by_label), rel=1e-5)
+
+
+def test_a_keras_mask_on_the_student_output_leaves_padded_positions_out():
+    ids, labels, weights = token_data()
+    ids = np.where(weights > 0, np.maximum(ids, 1), 0)  # id 0 is padding
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((LENGTH,), dtype="int32")
+    hidden = keras.layers.Embedding(VOCAB, 4, mask_zero=True)(inputs)
+    student = keras.Model(inputs, keras.layers.Dense(CLASSES)(hidden), name="student")
+    teacher = token_classifier(16, "teacher", 0)
+    masked = loss_at_rate_zero(Distiller(teacher, student), ids, labels, None)
+    weighted = loss_at_rate_zero(Distiller(teacher, student), ids, labels, weights)
+    assert masked == pytest.approx(weighted, rel=1e-6)
