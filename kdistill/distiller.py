@@ -6,7 +6,11 @@ The objective of each step is::
 
 where `hard_loss` is the loss given to `compile` on the true labels. Every
 term is computed per sample, weighted by the sample weights, and divided by the
-global batch size, so `tf.distribute` strategies reduce it correctly.
+global batch size, so `tf.distribute` strategies reduce it correctly. For a
+student with one output (batch, positions..., classes), a language model say,
+every term is computed per position, weighted by a `sample_weight` of shape
+(batch, positions...) (0 at padding), and divided by the global number of
+positions (see `kdistill.objective`).
 """
 
 from __future__ import annotations
@@ -238,7 +242,11 @@ class Distiller(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""
-        x, y = fit_arguments.for_evaluate(self, x, y, batch_size, kwargs.get("sample_weight"))
+        x, y, weights = fit_arguments.for_evaluate(
+            self, x, y, batch_size, kwargs.get("sample_weight")
+        )
+        if weights is not None:
+            kwargs["sample_weight"] = weights
         try:
             return super().evaluate(x, y, batch_size, *args, **kwargs)
         except Exception:

@@ -113,16 +113,24 @@ def logit_mse(
     """Squared error between logits per sample (Ba & Caruana 2014).
 
     Args:
-        teacher_logits: Tensor (batch, ...).
+        teacher_logits: Tensor (batch, classes), or (batch, positions...,
+            classes) for per-position outputs.
         student_logits: Tensor of the same shape.
-        reduction: "mean" averages the squared error over the non-batch axes;
-            "sum" sums it, giving the squared L2 norm ||z_t - z_s||^2.
+        reduction: "mean" averages the squared error over the last (class)
+            axis; "sum" sums it, giving the squared L2 norm ||z_t - z_s||^2.
 
     Returns:
-        Tensor (batch,).
+        Tensor (batch,), or (batch, positions...): one value per position.
+
+    Example:
+        >>> logit_mse([[1., 2.]], [[0., 0.]], "sum")  # [5.0]
     """
     squared = tf.square(_as_float32(teacher_logits) - _as_float32(student_logits))
-    return _reduce_per_sample(squared, reduction)
+    if squared.shape.rank == 1:  # one value per sample already
+        return squared
+    if reduction == "sum":
+        return tf.reduce_sum(squared, axis=-1)
+    return tf.reduce_mean(squared, axis=-1)
 
 
 def hint_mse(teacher_features: TensorLike, student_features: TensorLike) -> tf.Tensor:
@@ -207,16 +215,17 @@ def decoupled_kd(
     between the distributions over non-target classes.
 
     Args:
-        teacher_logits: Tensor (batch, classes).
-        student_logits: Tensor (batch, classes).
-        labels: Sparse labels (batch,) or (batch, 1), or one-hot (batch,
-            classes).
+        teacher_logits: Tensor (batch, classes), or (batch, positions...,
+            classes) for per-position outputs.
+        student_logits: Tensor of the same shape.
+        labels: Sparse labels (batch,) or (batch, 1) (per position:
+            (batch, positions...)), or one-hot labels of the logits' shape.
         alpha: Weight of the target-class term.
         beta: Weight of the non-target-class term.
         temperature: Positive scalar.
 
     Returns:
-        Tensor (batch,).
+        Tensor (batch,), or (batch, positions...).
     """
     t = tf.cast(temperature, tf.float32)
     teacher = _as_float32(teacher_logits) / t
@@ -273,14 +282,15 @@ def average_logits(teacher_logits: TensorLike, weights: Sequence[float]) -> tf.T
     """Weighted mean of an ensemble's logits.
 
     Args:
-        teacher_logits: Tensor (batch, teachers, classes).
+        teacher_logits: Tensor (batch, teachers, classes), or (batch,
+            teachers, positions..., classes).
         weights: One weight per teacher, summing to 1.
 
     Returns:
-        Tensor (batch, classes).
+        Tensor (batch, classes), or (batch, positions..., classes).
     """
-    w = tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1))
-    return tf.reduce_sum(_as_float32(teacher_logits) * w, axis=1)
+    teacher_logits = _as_float32(teacher_logits)
+    return tf.reduce_sum(teacher_logits * _teacher_axis(weights, teacher_logits), axis=1)
 
 
 def average_distribution_logits(
@@ -293,17 +303,25 @@ def average_distribution_logits(
     back exactly through ``softmax(. / T)``.
 
     Args:
-        teacher_logits: Tensor (batch, teachers, classes).
+        teacher_logits: Tensor (batch, teachers, classes), or (batch,
+            teachers, positions..., classes).
         weights: One weight per teacher, summing to 1.
         temperature: The softening temperature.
 
     Returns:
-        Tensor (batch, classes).
+        Tensor (batch, classes), or (batch, positions..., classes).
     """
     t = tf.cast(temperature, tf.float32)
-    log_w = tf.math.log(tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1)))
-    log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
+    teacher_logits = _as_float32(teacher_logits)
+    log_w = tf.math.log(_teacher_axis(weights, teacher_logits))
+    log_p = tf.nn.log_softmax(teacher_logits / t, axis=-1)
     return t * tf.reduce_logsumexp(log_p + log_w, axis=1)
+
+
+def _teacher_axis(weights, teacher_logits):
+    """The teacher weights shaped to broadcast along axis 1 of `teacher_logits`."""
+    rank = teacher_logits.shape.rank or 3
+    return tf.reshape(tf.constant(weights, tf.float32), [1, -1] + [1] * (rank - 2))
 
 
 def _as_float32(x):
@@ -326,7 +344,9 @@ def _one_hot_like(labels, logits):
         1,
     ):
         return tf.cast(labels, tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    # Per position, labels (batch, positions...); per sample, one column.
+    shape = (-1,) if logits.shape.rank == 2 else tf.shape(logits)[:-1]
+    labels = tf.reshape(tf.cast(labels, tf.int32), shape)
     return tf.one_hot(labels, classes, dtype=tf.float32)
 
 
@@ -350,3 +370,105 @@ def _binary_kl(teacher, student, target):
     log_t = binary_log_probs(teacher)
     log_s = binary_log_probs(student)
     return tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
+
+
+def reverse_kl(
+    teacher_logits: TensorLike, student_logits: TensorLike, temperature: TensorLike = 1.0
+) -> tf.Tensor:
+    """Reverse KL per sample or position: T^2 * KL(p_s^T || p_t^T).
+
+    Gu, Dong, Wei & Huang, "MiniLLM: Knowledge Distillation of Large
+    Language Models", ICLR 2024: the student's own distribution weighs the
+    log-ratio, so the student seeks the teacher's modes instead of covering
+    every class the teacher gives mass (forward KL, `soft_target_kd`).
+    Scaled by T^2 like Hinton's loss; at T=1 (the paper's) it is the plain
+    KL. Computed in float32 from log-softmax.
+
+    Args:
+        teacher_logits: Tensor (batch, classes) or (batch, positions...,
+            classes).
+        student_logits: Tensor of the same shape.
+        temperature: Scalar in `kdistill.validation.TEMPERATURE_RANGE`.
+
+    Returns:
+        Tensor (batch,) or (batch, positions...), float32.
+
+    Example:
+        >>> reverse_kl([[0., 0.]], [[0., 0.]])  # identical: [0.0]
+    """
+    t, teacher_log_p, student_log_p = _log_probs(teacher_logits, student_logits, temperature)
+    return tf.square(t) * kl_divergence(student_log_p, teacher_log_p)
+
+
+def generalized_jsd(
+    teacher_logits: TensorLike,
+    student_logits: TensorLike,
+    beta: float = 0.5,
+    temperature: TensorLike = 1.0,
+) -> tf.Tensor:
+    """Generalised Jensen-Shannon divergence per sample or position.
+
+    Agarwal et al., "On-Policy Distillation of Language Models: Learning from
+    Self-Generated Mistakes" (GKD), ICLR 2024, with P the teacher and Q the
+    student as in the paper (and TRL's `GKDTrainer`)::
+
+        JSD(beta) = beta * KL(p_t || m) + (1 - beta) * KL(p_s || m),
+        m = beta * p_t + (1 - beta) * p_s
+
+    At beta=0.5 it is the symmetric Jensen-Shannon divergence (at most
+    log 2). Its gradient behaves like forward KL's as beta -> 0 and reverse
+    KL's as beta -> 1, but its value vanishes at both ends, so beta lies in
+    (0, 1): use `soft_target_kd` or `reverse_kl` for the end points. Scaled
+    by T^2 like the other losses (T=1 is the paper's).
+
+    Args:
+        teacher_logits: Tensor (batch, classes) or (batch, positions...,
+            classes).
+        student_logits: Tensor of the same shape.
+        beta: The mixture's weight on the teacher, in (0, 1).
+        temperature: Scalar in `kdistill.validation.TEMPERATURE_RANGE`.
+
+    Returns:
+        Tensor (batch,) or (batch, positions...), float32.
+
+    Example:
+        >>> generalized_jsd([[30., 0.]], [[0., 30.]])  # ~[log 2] = [0.693]
+    """
+    t, teacher_log_p, student_log_p = _log_probs(teacher_logits, student_logits, temperature)
+    return tf.square(t) * jsd_from_log_probs(teacher_log_p, student_log_p, beta)
+
+
+def kl_divergence(log_p: TensorLike, log_q: TensorLike) -> tf.Tensor:
+    """KL(p || q) over the last axis, from log-probabilities.
+
+    Args:
+        log_p: Log-probabilities (..., classes).
+        log_q: Log-probabilities of the same shape.
+
+    Returns:
+        Tensor (...): the last axis summed.
+    """
+    log_p = _as_float32(log_p)
+    return tf.reduce_sum(tf.exp(log_p) * (log_p - _as_float32(log_q)), axis=-1)
+
+
+def jsd_from_log_probs(teacher_log_p: TensorLike, student_log_p: TensorLike, beta: float):
+    """`generalized_jsd` of two distributions given as log-probabilities."""
+    teacher_log_p, student_log_p = _as_float32(teacher_log_p), _as_float32(student_log_p)
+    log_m = tf.reduce_logsumexp(
+        tf.stack([teacher_log_p + np.log(beta), student_log_p + np.log1p(-beta)]), axis=0
+    )
+    return beta * kl_divergence(teacher_log_p, log_m) + (1.0 - beta) * kl_divergence(
+        student_log_p, log_m
+    )
+
+
+def _log_probs(teacher_logits, student_logits, temperature):
+    if isinstance(temperature, (int, float, np.floating, np.integer)):
+        validation.check_temperature(temperature)
+    t = tf.cast(temperature, tf.float32)
+    return (
+        t,
+        tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1),
+        tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1),
+    )
