@@ -126,15 +126,40 @@ def check_finite(array, name: str, batch_size: int | None = None) -> None:
     )
 
 
-def check_class_labels(labels, num_classes: int | None, name: str = "y") -> np.ndarray:
-    """Checks sparse class labels: numbers, finite, whole, in [0, num_classes).
+def looks_one_hot(labels, output_rank: int | None = None) -> bool:
+    """Whether `labels` are one-hot rows rather than class indices.
 
-    One-hot rows (shape (n, classes)) are refused with the fix.
+    Decided against the model's output rank, not by the labels' rank alone:
+    labels of shape (batch, 16) are one-hot for an output (batch, 16) but
+    class indices for a per-position output (batch, 16, classes). One-hot
+    labels have the output's rank and more than one column.
 
     Args:
-        labels: Class indices, shape (n,) or (n, 1).
+        labels: A numpy array of labels.
+        output_rank: The rank of the model's output (batch axis included),
+            or None when unknown (taken as 2: (batch, classes)).
+
+    Example:
+        >>> looks_one_hot(np.zeros((4, 16)), output_rank=3)
+        False
+    """
+    rank = output_rank or 2
+    return labels.ndim == rank and labels.ndim >= 2 and labels.shape[-1] > 1
+
+
+def check_class_labels(
+    labels, num_classes: int | None, name: str = "y", output_rank: int | None = None
+) -> np.ndarray:
+    """Checks sparse class labels: numbers, finite, whole, in [0, num_classes).
+
+    One-hot rows (the output's shape, (n, classes)) are refused with the fix.
+
+    Args:
+        labels: Class indices, shape (n,) or (n, 1); for an output of shape
+            (n, positions..., classes), shape (n, positions...).
         num_classes: The number of classes, or None to skip the range check.
         name: The argument's name, for the message.
+        output_rank: The rank of the model's output, or None (2).
 
     Returns:
         The labels as a numpy array.
@@ -146,7 +171,7 @@ def check_class_labels(labels, num_classes: int | None, name: str = "y") -> np.n
     """
     labels = as_array(labels, name)
     check_not_strings(labels, name)
-    if labels.ndim == 2 and labels.shape[1] > 1:
+    if looks_one_hot(labels, output_rank):
         raise ValueError(
             f"Invalid value for argument `{name}`: the labels look one-hot (shape "
             f"{labels.shape}), but class indices are expected. Pass {name}.argmax(-1)."
@@ -183,7 +208,8 @@ def check_sample_weight(weights, n: int | None, name: str = "sample_weight") -> 
     """Checks sample weights: numbers, one per sample, finite and >= 0, not all 0.
 
     Args:
-        weights: One weight per sample, shape (n,) (or (n, 1)).
+        weights: One weight per sample, shape (n,) (or (n, 1)), or one per
+            position, (n, positions...).
         n: The number of samples, or None to skip the length check.
         name: The argument's name, for the message.
 
@@ -203,7 +229,7 @@ def check_sample_weight(weights, n: int | None, name: str = "sample_weight") -> 
     if negative.size:
         index = int(negative[0])
         raise ValueError(
-            f"Invalid value for argument `{name}`: sample {index} is "
+            f"Invalid value for argument `{name}`: {_where(weights.shape, index)} is "
             f"{_number(flat[index])}. Sample weights must be >= 0 (a negative weight "
             "rewards the model for getting that sample wrong). Clip or drop them."
         )
@@ -301,8 +327,39 @@ def check_dataset(dataset) -> None:
                 )
 
 
+def check_weight_shape(weights, labels, name: str = "sample_weight") -> None:
+    """Refuses per-position weights whose shape is not the labels' shape.
+
+    Weights of shape (n,) or (n, 1) weight whole samples; any other shape
+    weights positions and must equal the labels' shape, (n, positions...).
+
+    Example:
+        >>> check_weight_shape(np.ones((4, 8)), np.zeros((4, 16)))
+        Traceback (most recent call last):
+        ValueError: Invalid value for argument `sample_weight`: its shape (4, 8) ...
+    """
+    if weights.ndim < 2 or all(d == 1 for d in weights.shape[1:]):
+        return
+    if labels is None or weights.shape == labels.shape:
+        return
+    raise ValueError(
+        f"Invalid value for argument `{name}`: its shape {weights.shape} is neither one "
+        f"weight per sample ({weights.shape[0]},) nor one per label position "
+        f"{labels.shape} (the labels' shape). Pass weights of the labels' shape, with "
+        "0 at padded positions, or one weight per sample."
+    )
+
+
 def check(
-    x, y, sample_weight, batch_size, num_classes, loss, output_names=None, input_shape=None
+    x,
+    y,
+    sample_weight,
+    batch_size,
+    num_classes,
+    loss,
+    output_names=None,
+    input_shape=None,
+    output_ranks=None,
 ) -> None:
     """Checks the data given to `Distiller.fit`/`evaluate`.
 
@@ -323,6 +380,9 @@ def check(
         output_names: The student's output names (`kdistill.outputs.names`);
             None for one output.
         input_shape: The student's static input shape (one input), or None.
+        output_ranks: The rank of each student output (batch axis
+            included; None where unknown), or None: labels are told apart
+            as class indices or one-hot rows against it (`looks_one_hot`).
     """
     if isinstance(x, tf.data.Dataset):
         check_dataset(x)
@@ -360,12 +420,15 @@ def check(
         if isinstance(values, (np.ndarray, list)):
             check_finite(values, "teacher_outputs")
     if isinstance(sample_weight, (np.ndarray, list)):
-        check_sample_weight(sample_weight, n)
+        weights = check_sample_weight(sample_weight, n)
+        if count == 1 and isinstance(per_output_labels[0], (np.ndarray, list)):
+            check_weight_shape(weights, as_array(per_output_labels[0], "y"))
     classes = num_classes if isinstance(num_classes, list) else [num_classes]
     losses = loss if isinstance(loss, list) else [loss]
-    for values, size, output_loss in zip(per_output_labels, classes, losses):
+    ranks = output_ranks or [None] * len(classes)
+    for values, size, output_loss, rank in zip(per_output_labels, classes, losses, ranks):
         if isinstance(values, (np.ndarray, list)):
-            _check_labels(as_array(values, "y"), size, output_loss)
+            _check_labels(as_array(values, "y"), size, output_loss, rank)
 
 
 @contextlib.contextmanager
@@ -405,11 +468,11 @@ def rewritten_errors(rewrite):
         raise type(error)(rewrite(str(error))) from None
 
 
-def _check_labels(labels, num_classes, loss):
+def _check_labels(labels, num_classes, loss, output_rank=None):
     check_not_strings(labels, "y")
     check_finite(labels, "y")
     form = _loss_label_form(loss)
-    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    one_hot = looks_one_hot(labels, output_rank)
     if form == "sparse" and one_hot:
         raise ValueError(
             f"Invalid value for argument `y`: the labels look one-hot (shape "
@@ -423,7 +486,7 @@ def _check_labels(labels, num_classes, loss):
             "keras.losses.SparseCategoricalCrossentropy, or one-hot encode y."
         )
     if form == "sparse" or (not one_hot and labels.dtype.kind in "iu"):
-        check_class_labels(labels, num_classes, "y")
+        check_class_labels(labels, num_classes, "y", output_rank)
 
 
 def _loss_label_form(loss):
@@ -438,6 +501,15 @@ def _loss_label_form(loss):
     if isinstance(loss, keras.losses.CategoricalCrossentropy) or name.startswith("categorical"):
         return "categorical"
     return None
+
+
+def _where(shape, index: int) -> str:
+    """'sample 3', or 'sample 3 at position (5,)' for a flat index into an
+    array of per-position values."""
+    if len(shape) < 2 or all(d == 1 for d in shape[1:]):
+        return f"sample {index}"
+    place = np.unravel_index(index, shape)
+    return f"sample {place[0]} at position {tuple(int(i) for i in place[1:])}"
 
 
 def _kind(array) -> str:

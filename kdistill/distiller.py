@@ -238,7 +238,11 @@ class Distiller(keras.Model):
 
     def evaluate(self, x=None, y=None, batch_size=None, *args, **kwargs):
         """`keras.Model.evaluate`, after the same checks as `fit`."""
-        x, y = fit_arguments.for_evaluate(self, x, y, batch_size, kwargs.get("sample_weight"))
+        x, y, weights = fit_arguments.for_evaluate(
+            self, x, y, batch_size, kwargs.get("sample_weight")
+        )
+        if weights is not None:
+            kwargs["sample_weight"] = weights
         try:
             return super().evaluate(x, y, batch_size, *args, **kwargs)
         except Exception:

@@ -9,7 +9,7 @@ and `fit` gets a `StopOnNonFiniteLoss` callback.
 from __future__ import annotations
 
 from kdistill import data_contract, targets, validation
-from kdistill.backend import keras
+from kdistill.backend import keras, tf
 
 # `fit`'s arguments after `batch_size`, in order (the same in Keras 3 and tf_keras).
 _FIT_ARGUMENTS = (
@@ -54,6 +54,7 @@ def for_fit(distiller, x, y, batch_size, args, kwargs) -> tuple:
             x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight")
         )
     check_data(distiller, x, y, kwargs.get("sample_weight"), batch_size)
+    kwargs["sample_weight"] = _weights_for_targets(y, kwargs.get("sample_weight"))
     validation_data = kwargs.get("validation_data")
     if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
         with data_contract.renamed("validation_data"):
@@ -65,17 +66,19 @@ def for_fit(distiller, x, y, batch_size, args, kwargs) -> tuple:
 
 
 def for_evaluate(distiller, x, y, batch_size, sample_weight) -> tuple:
-    """Returns `(x, y)` for `keras.Model.evaluate`, after `fit`'s checks."""
+    """Returns `(x, y, sample_weight)` for `keras.Model.evaluate`, after
+    `fit`'s checks."""
     data_contract.check_fit_arguments(batch_size, None)
     x, y = _data_as_arrays(distiller, x, y)
     check_data(distiller, x, y, sample_weight, batch_size)
-    return x, y
+    return x, y, _weights_for_targets(y, sample_weight)
 
 
 def check_data(distiller, x, y, sample_weight, batch_size) -> None:
     """`kdistill.data_contract.check` of data for the distiller's student."""
     tensors = getattr(distiller.student, "outputs", None) or [None]
     classes = [t.shape[-1] if t is not None else None for t in tensors]
+    ranks = [len(t.shape) if t is not None else None for t in tensors]
     data_contract.check(
         x,
         y,
@@ -85,7 +88,24 @@ def check_data(distiller, x, y, sample_weight, batch_size) -> None:
         distiller._student_losses,
         distiller._output_names,
         validation.static_shape(distiller.student, "inputs"),
+        ranks,
     )
+
+
+def _weights_for_targets(y, sample_weight):
+    """Per-position weights for offline targets, in the targets' structure.
+
+    Keras 3 takes offline targets (a dict) for several outputs and refuses
+    one weight array that is not one weight per sample; given once per leaf
+    of the targets, it slices them alongside (`kdistill.targets.split` keeps
+    the labels' entry). Anything else is returned unchanged.
+    """
+    if not targets.packs_teacher_outputs(None, y) or not hasattr(sample_weight, "shape"):
+        return sample_weight
+    shape = sample_weight.shape
+    if len(shape) < 2 or all(d == 1 for d in shape[1:]):
+        return sample_weight
+    return tf.nest.map_structure(lambda _: sample_weight, y)
 
 
 def _data_as_arrays(distiller, x, y) -> tuple:

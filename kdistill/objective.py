@@ -7,7 +7,17 @@ A `Distiller` step computes, for each replica::
 
 where `hard` is the hard-label loss per sample (summed over the student's
 outputs), `term_i` the i-th distillation loss per sample, and `mean` the
-sample-weighted sum divided by the local batch size. Each replica then takes
+sample-weighted sum divided by the local batch size.
+
+A student with one output of shape (batch, positions..., classes) (a causal
+language model, a token classifier, a per-pixel segmentation head) is
+trained per position: every term has one value per position, a
+`sample_weight` of shape (batch, positions...) weights each position (0 for
+padding: that position adds nothing), and `mean` divides the weighted sum by
+the number of positions in the local batch, as Keras does for a weighted
+loss. Per-sample weights of shape (batch,) weight every position of their
+sample. `position_axes` says how many position axes a step has (0 for the
+usual (batch, classes) outputs, whose traced step is unchanged). Each replica then takes
 its share, `total / replicas`, so `tf.distribute` sums the shares to the mean
 over the global batch. The objective is linear in the per-sample terms, so
 mixing the means equals the mean of the mixed terms.
@@ -191,7 +201,51 @@ def distillation_terms(losses, target, student_logits, labels, feature_pairs) ->
     return terms
 
 
-def hard_loss_per_sample(losses, labels, predictions, output_names):
+def position_axes(predictions) -> int:
+    """Returns how many position axes the student's outputs have.
+
+    One output of shape (batch, positions..., classes) is trained per
+    position; outputs of shape (batch, classes), several outputs, or an
+    output of unknown rank are trained per sample (0).
+
+    Args:
+        predictions: The student's outputs, one tensor per output.
+
+    Example:
+        >>> position_axes([tf.zeros((2, 16, 64))])
+        1
+    """
+    if len(predictions) != 1 or predictions[0].shape.rank is None:
+        return 0
+    return max(predictions[0].shape.rank - 2, 0)
+
+
+def per_position(values, axes: int):
+    """Returns per-sample or per-position `values` with `1 + axes` axes.
+
+    Extra trailing axes are averaged; a per-sample value (a feature loss's)
+    is repeated over the positions (as a (batch, 1, ...) tensor that
+    broadcasts). With `axes=0` and values of shape (batch,), `values` itself.
+
+    Example:
+        >>> per_position(tf.ones((2, 16, 3)), 1).shape
+        TensorShape([2, 16])
+    """
+    rank, wanted = values.shape.rank, 1 + axes
+    if rank == wanted:
+        return values
+    if rank > wanted:
+        return tf.reduce_mean(values, axis=list(range(wanted, rank)))
+    return tf.reshape(values, tf.concat([tf.shape(values), [1] * (wanted - rank)], 0))
+
+
+def position_count(prediction):
+    """The number of positions (batch x positions...) of a per-position
+    output (batch, positions..., classes), as a float32 scalar."""
+    return tf.cast(tf.reduce_prod(tf.shape(prediction)[:-1]), tf.float32)
+
+
+def hard_loss_per_sample(losses, labels, predictions, output_names, axes: int = 0):
     """Returns the hard-label loss per sample, summed over the outputs.
 
     Args:
@@ -201,10 +255,12 @@ def hard_loss_per_sample(losses, labels, predictions, output_names):
         labels: One label tensor per output (None where there are none).
         predictions: The student's outputs, one per output.
         output_names: The output names, for the error message.
+        axes: The position axes (`position_axes`): 0 gives one value per
+            sample, 1 one per (sample, position), and so on.
 
     Returns:
-        A float32 tensor of shape (batch,), or None when no output has a loss.
-        Losses with more than one value per sample are averaged over the
+        A float32 tensor of shape (batch, positions...), or None when no
+        output has a loss. Losses with more values are averaged over the
         extra axes.
 
     Example:
@@ -223,33 +279,56 @@ def hard_loss_per_sample(losses, labels, predictions, output_names):
             )
         per_sample = loss.call if isinstance(loss, keras.losses.Loss) else loss
         values = tf.cast(per_sample(y_true, y_pred), tf.float32)
-        if values.shape.rank and values.shape.rank > 1:
-            values = tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+        if values.shape.rank and values.shape.rank > 1 + axes:
+            values = tf.reduce_mean(values, axis=list(range(1 + axes, values.shape.rank)))
         total = values if total is None else total + values
     return total
 
 
-def sample_weights(sample_weight, batch):
-    """Returns the sample weights as a float32 vector (batch,), or None.
+def sample_weights(sample_weight, batch, axes: int = 0):
+    """Returns the sample weights as float32, or None.
 
-    Keras may give weights as (batch,) or (batch, 1); the first column is kept.
+    Args:
+        sample_weight: The batch's weights: (batch,) or (batch, 1), or, for
+            per-position outputs, (batch, positions...).
+        batch: The batch size (a scalar tensor).
+        axes: The position axes (`position_axes`).
+
+    Returns:
+        For `axes=0`, a vector (batch,) (Keras may give (batch, 1): the first
+        column is kept). Otherwise weights that broadcast against values of
+        shape (batch, positions...): per-position weights as they are,
+        per-sample weights as (batch, 1, ...).
+
+    Example:
+        >>> sample_weights(tf.constant([1.0, 0.0]), 2, axes=1).shape
+        TensorShape([2, 1])
     """
     if sample_weight is None:
         return None
-    return tf.reshape(tf.cast(sample_weight, tf.float32), (batch, -1))[:, 0]
+    weights = tf.cast(sample_weight, tf.float32)
+    if not axes:
+        return tf.reshape(weights, (batch, -1))[:, 0]
+    shape = weights.shape
+    if shape.rank is not None and shape.rank > 1 and any(d != 1 for d in shape[1:]):
+        return weights  # one per position (a None dimension broadcasts as either)
+    return tf.reshape(weights, [batch] + [1] * axes)
 
 
 def batch_mean(values, weights, local_batch):
     """Returns the sample-weighted mean of per-sample `values` over the batch.
 
-    The weighted sum is divided by the number of samples, not by the sum of
-    the weights, as Keras does: a weight of 0 removes a sample's loss without
-    raising the others'.
+    The weighted sum is divided by the number of samples (or positions),
+    not by the sum of the weights, as Keras does: a weight of 0 removes a
+    sample's (or a padded position's) loss without raising the others'.
 
     Args:
-        values: Per-sample losses, shape (batch,).
+        values: Per-sample losses, shape (batch,), or per-position losses
+            (batch, positions...).
         weights: From `sample_weights`, or None (all 1).
-        local_batch: The replica's batch size as a float32 scalar.
+        local_batch: The replica's batch size as a float32 scalar; for
+            per-position values, its number of positions
+            (`position_count`).
 
     Example:
         >>> batch_mean(tf.constant([2.0, 4.0]), tf.constant([1.0, 3.0]), 2.0)

@@ -59,17 +59,26 @@ def compute(distiller, x, y, teacher, sample_weight, training) -> tuple:
     labels = [y] if len(predictions) == 1 else targets.per_output(y, distiller._output_names)
     batch = tf.shape(predictions[0])[0]
     local_batch = tf.cast(batch, tf.float32)
-    weights = objective.sample_weights(sample_weight, batch)
+    # Decided when the step is traced: 0 for (batch, classes) outputs, whose
+    # step is the per-sample one; above 0 every term is kept per position.
+    axes = objective.position_axes(predictions)
+    weights = objective.sample_weights(sample_weight, batch, axes)
+    count = objective.position_count(predictions[0]) if axes else local_batch
 
     def mean(values):
-        return objective.batch_mean(values, weights, local_batch)
+        return objective.batch_mean(objective.per_position(values, axes), weights, count)
 
     terms = _distillation_terms(
-        distiller, y, labels, teacher_out, teacher_feats, predictions, student_feats
+        distiller, y, labels, teacher_out, teacher_feats, predictions, student_feats, weights
     )
-    distill_mean = mean(objective.weighted_sum(distiller.distillation_loss_weights, terms))
+    distill_mean = mean(
+        objective.weighted_sum(
+            distiller.distillation_loss_weights,
+            [objective.per_position(t, axes) for t in terms],
+        )
+    )
     hard = objective.hard_loss_per_sample(
-        distiller._student_losses, labels, predictions, distiller._output_names
+        distiller._student_losses, labels, predictions, distiller._output_names, axes
     )
     hard_mean = mean(hard) if hard is not None else tf.zeros((), tf.float32)
     regularization = distiller.student.losses + [
@@ -81,18 +90,20 @@ def compute(distiller, x, y, teacher, sample_weight, training) -> tuple:
         "student": hard_mean,
         "distillation": distill_mean,
         "terms": [mean(t) for t in terms] if distiller._term_names else [],
-        "batch": local_batch,
+        "batch": count,
     }
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     return objective.replica_share(total, replicas), y_pred, logs
 
 
 def _distillation_terms(
-    distiller, y, labels, teacher_out, teacher_feats, student_predictions, student_feats
+    distiller, y, labels, teacher_out, teacher_feats, student_predictions, student_feats, weights
 ):
-    """The distillation losses per sample, one tensor per loss.
+    """The distillation losses per sample (or per position), one tensor per loss.
 
-    `y` is the batch's labels as given, `labels` the same per output.
+    `y` is the batch's labels as given, `labels` the same per output,
+    `weights` the batch's weights (`objective.sample_weights`), which
+    teacher agreement reads for per-position outputs.
     """
     losses = distiller.distillation_losses
     student_logits = [
@@ -108,9 +119,14 @@ def _distillation_terms(
         teacher_out, student_logits, distiller._output_names, distiller.teacher_weights
     )
     if distiller._track_teacher_agreement:
-        batch = tf.cast(tf.shape(student_logits[0])[0], tf.float32)
-        values = trackers.agreement(reference(), student_logits[0])
-        distiller.agreement_means.update_state(values, sample_weight=batch)
+        if objective.position_axes(student_logits):
+            values, weight = trackers.agreement_per_position(
+                reference(), student_logits[0], weights
+            )
+        else:
+            weight = tf.cast(tf.shape(student_logits[0])[0], tf.float32)
+            values = trackers.agreement(reference(), student_logits[0])
+        distiller.agreement_means.update_state(values, sample_weight=weight)
     pairs = pairing.feature_pairs(losses, distiller.adapters, teacher_feats, student_feats)
     return objective.distillation_terms(
         losses,

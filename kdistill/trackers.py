@@ -99,6 +99,38 @@ def agreement(teacher_logits, student_logits) -> list:
     return [tf.reduce_mean(match), tf.reduce_mean(kl)]
 
 
+def agreement_per_position(teacher_logits, student_logits, weights=None) -> tuple:
+    """Teacher agreement of per-position outputs (batch, positions..., classes).
+
+    Each position counts as one prediction, weighted by its weight: padded
+    positions (weight 0) are left out.
+
+    Args:
+        teacher_logits: Tensor (batch, positions..., classes).
+        student_logits: Tensor of the same shape.
+        weights: Weights that broadcast against (batch, positions...)
+            (`kdistill.objective.sample_weights`), or None (all 1).
+
+    Returns:
+        ``([top-1 agreement, KL(teacher || student)], total weight)``: the
+        weighted means over the positions, and the weight of this batch for
+        the running means.
+
+    Example:
+        >>> (match, kl), weight = agreement_per_position(t, s, tf.constant([[1., 0.]]))
+    """
+    match = tf.cast(
+        tf.equal(tf.argmax(teacher_logits, -1), tf.argmax(student_logits, -1)), tf.float32
+    )
+    kl = losses_lib.soft_target_kd(teacher_logits, student_logits, 1.0)
+    if weights is None:
+        weights = tf.ones_like(match)
+    weights = tf.broadcast_to(weights, tf.shape(match))
+    total = tf.reduce_sum(weights)
+    means = [tf.math.divide_no_nan(tf.reduce_sum(v * weights), total) for v in (match, kl)]
+    return means, total
+
+
 # What a training step may return to `fit`'s per-batch callbacks (see `Distiller.compile`).
 STEP_LOGS = ("all", "loss")
 

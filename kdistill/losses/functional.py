@@ -113,16 +113,24 @@ def logit_mse(
     """Squared error between logits per sample (Ba & Caruana 2014).
 
     Args:
-        teacher_logits: Tensor (batch, ...).
+        teacher_logits: Tensor (batch, classes), or (batch, positions...,
+            classes) for per-position outputs.
         student_logits: Tensor of the same shape.
-        reduction: "mean" averages the squared error over the non-batch axes;
-            "sum" sums it, giving the squared L2 norm ||z_t - z_s||^2.
+        reduction: "mean" averages the squared error over the last (class)
+            axis; "sum" sums it, giving the squared L2 norm ||z_t - z_s||^2.
 
     Returns:
-        Tensor (batch,).
+        Tensor (batch,), or (batch, positions...): one value per position.
+
+    Example:
+        >>> logit_mse([[1., 2.]], [[0., 0.]], "sum")  # [5.0]
     """
     squared = tf.square(_as_float32(teacher_logits) - _as_float32(student_logits))
-    return _reduce_per_sample(squared, reduction)
+    if squared.shape.rank == 1:  # one value per sample already
+        return squared
+    if reduction == "sum":
+        return tf.reduce_sum(squared, axis=-1)
+    return tf.reduce_mean(squared, axis=-1)
 
 
 def hint_mse(teacher_features: TensorLike, student_features: TensorLike) -> tf.Tensor:
@@ -207,16 +215,17 @@ def decoupled_kd(
     between the distributions over non-target classes.
 
     Args:
-        teacher_logits: Tensor (batch, classes).
-        student_logits: Tensor (batch, classes).
-        labels: Sparse labels (batch,) or (batch, 1), or one-hot (batch,
-            classes).
+        teacher_logits: Tensor (batch, classes), or (batch, positions...,
+            classes) for per-position outputs.
+        student_logits: Tensor of the same shape.
+        labels: Sparse labels (batch,) or (batch, 1) (per position:
+            (batch, positions...)), or one-hot labels of the logits' shape.
         alpha: Weight of the target-class term.
         beta: Weight of the non-target-class term.
         temperature: Positive scalar.
 
     Returns:
-        Tensor (batch,).
+        Tensor (batch,), or (batch, positions...).
     """
     t = tf.cast(temperature, tf.float32)
     teacher = _as_float32(teacher_logits) / t
@@ -273,14 +282,15 @@ def average_logits(teacher_logits: TensorLike, weights: Sequence[float]) -> tf.T
     """Weighted mean of an ensemble's logits.
 
     Args:
-        teacher_logits: Tensor (batch, teachers, classes).
+        teacher_logits: Tensor (batch, teachers, classes), or (batch,
+            teachers, positions..., classes).
         weights: One weight per teacher, summing to 1.
 
     Returns:
-        Tensor (batch, classes).
+        Tensor (batch, classes), or (batch, positions..., classes).
     """
-    w = tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1))
-    return tf.reduce_sum(_as_float32(teacher_logits) * w, axis=1)
+    teacher_logits = _as_float32(teacher_logits)
+    return tf.reduce_sum(teacher_logits * _teacher_axis(weights, teacher_logits), axis=1)
 
 
 def average_distribution_logits(
@@ -293,17 +303,25 @@ def average_distribution_logits(
     back exactly through ``softmax(. / T)``.
 
     Args:
-        teacher_logits: Tensor (batch, teachers, classes).
+        teacher_logits: Tensor (batch, teachers, classes), or (batch,
+            teachers, positions..., classes).
         weights: One weight per teacher, summing to 1.
         temperature: The softening temperature.
 
     Returns:
-        Tensor (batch, classes).
+        Tensor (batch, classes), or (batch, positions..., classes).
     """
     t = tf.cast(temperature, tf.float32)
-    log_w = tf.math.log(tf.reshape(tf.constant(weights, tf.float32), (1, -1, 1)))
-    log_p = tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1)
+    teacher_logits = _as_float32(teacher_logits)
+    log_w = tf.math.log(_teacher_axis(weights, teacher_logits))
+    log_p = tf.nn.log_softmax(teacher_logits / t, axis=-1)
     return t * tf.reduce_logsumexp(log_p + log_w, axis=1)
+
+
+def _teacher_axis(weights, teacher_logits):
+    """The teacher weights shaped to broadcast along axis 1 of `teacher_logits`."""
+    rank = teacher_logits.shape.rank or 3
+    return tf.reshape(tf.constant(weights, tf.float32), [1, -1] + [1] * (rank - 2))
 
 
 def _as_float32(x):
@@ -326,7 +344,7 @@ def _one_hot_like(labels, logits):
         1,
     ):
         return tf.cast(labels, tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits)[:-1])
     return tf.one_hot(labels, classes, dtype=tf.float32)
 
 
