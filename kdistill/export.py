@@ -85,6 +85,8 @@ def convert(
     validation.check_integer(calibration_samples, "calibration_samples", minimum=1)
     specs, structure = _specs(model, representative_data, sequence_length)
     samples = check_representative_data(model, representative_data, sequence_length)
+    if sequence_length is not None:
+        _check_runs_at_length(model, specs, structure, sequence_length)
     model, batch = convertible.prepare(model, specs, quantization, float32_copy)
     function = _serving_function(model, specs, structure, batch)
     # Without a trackable object the converter freezes variables into
@@ -245,6 +247,25 @@ def _specs(model, sample, sequence_length):
     if sequence_length is not None:
         specs = input_specs.with_sequence_length(specs, sequence_length)
     return specs, structure
+
+
+def _check_runs_at_length(model, specs, structure, sequence_length) -> None:
+    """One call on zeros of the fixed shape: a length the model cannot take
+    (past a position embedding's end, say) fails here in one line, not deep
+    in the converter."""
+    if any(d is None for s in specs for d in s.shape[1:]):
+        return
+    zeros = [np.zeros((1, *s.shape[1:]), s.dtype) for s in specs]
+    try:
+        model(tf.nest.pack_sequence_as(structure, zeros), training=False)
+    except Exception as error:  # noqa: BLE001 - any layer may refuse the length
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise ValueError(
+            f"Invalid value for argument `sequence_length`: the model does not run on "
+            f"{sequence_length} positions ({type(error).__name__}: {reason}). Choose the "
+            "length of the data it is used on, at most the positions it can embed (a "
+            "keras-hub model's max_sequence_length)."
+        ) from None
 
 
 def _tensor_specs(specs, batch):

@@ -144,6 +144,17 @@ def test_gpt2_int8_is_refused_naming_the_layer_norm_and_the_modes_that_work(gpt2
     assert not path.exists()
 
 
+def test_gpt2_longer_than_its_position_embedding_is_one_line_before_conversion(gpt2_lm):
+    model, _, _, _ = gpt2_lm
+    with pytest.raises(
+        ValueError,
+        match=r"`sequence_length`: the model does not run on 32 positions \(\w+: .*"
+        r"PositionEmbedding.*at most the positions it can embed \(a keras-hub model's "
+        r"max_sequence_length\)",
+    ):
+        export.convert(model, sequence_length=2 * LENGTH)
+
+
 def test_open_length_input_that_needs_tensorflow_ops_says_to_fix_the_length(functional_lm):
     model, _, _, _ = functional_lm
     with pytest.raises(
