@@ -11,6 +11,17 @@ copy and a recurrent one with a fixed-shape signature (`kdistill.convertible`).
 Representative data is checked first (finite, non-empty, of the model's
 shapes), and an "int8" file that came out with float ops is an error.
 
+Language models and other per-position outputs: a keras-hub `CausalLM`
+(`preprocessor=None`) or a functional model taking `token_ids` and
+`padding_mask` exports with its int32 inputs and its logits per position, all
+as TFLite builtins that LiteRT runs (no TensorFlow/Flex ops: checked for
+`GPT2CausalLM` with TensorFlow 2.21). Inputs of unknown length stay open and
+LiteRT resizes them per call, or `sequence_length=N` fixes them: needed where
+an op on an open length has no builtin (`mask[..., None]` is a StridedSlice),
+for recurrent layers, and for a fixed generation window. keras-hub's
+transformers do not convert to "int8" (LayerNormalization's NEG has no int8
+kernel; the error names the layer): choose "dynamic" or "float16".
+
 Quantization modes:
 
 | mode      | weights | activations | needs representative data |
