@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from kdistill import data_contract, outputs, targets, validation
+from kdistill import losses as losses_lib
 from kdistill.backend import keras, tf
 
 
@@ -24,7 +25,7 @@ def offline_targets(labels, teacher_outputs) -> dict:
     Args:
         labels: The true labels (sparse or one-hot).
         teacher_outputs: The teacher's outputs for the same samples, from
-            `cache_teacher_outputs`.
+            `cache_teacher_outputs` (full logits, or a top-k cache).
 
     Returns:
         A dict ``{"labels": labels, "teacher_outputs": teacher_outputs}``
@@ -39,6 +40,8 @@ def offline_targets(labels, teacher_outputs) -> dict:
         >>> t = cache_teacher_outputs(teacher, x_train)
         >>> distiller.fit(x_train, offline_targets(y_train, t), epochs=5)
     """
+    if targets.is_top_k(teacher_outputs):
+        targets.check_top_k(teacher_outputs)
     for values in _arrays(teacher_outputs):
         data_contract.check_finite(values, "teacher_outputs")
     for values in _arrays(labels):
@@ -55,8 +58,19 @@ def _arrays(values) -> list:
     return [values] if isinstance(values, (np.ndarray, list)) else []
 
 
-def cache_teacher_outputs(teacher, data, batch_size: int = 256):
+def cache_teacher_outputs(teacher, data, batch_size: int = 256, top_k: int | None = None):
     """Runs the teacher once over `data` and returns its outputs.
+
+    With `top_k=k`, only a compact form is kept, per sample (or per position
+    of outputs (batch, positions..., classes)): the k largest logits, their
+    class indices, and the log-sum-exp of all the other logits (the tail's
+    mass), as a dict of `kdistill.targets.TOP_K_KEYS`. Bytes per position:
+    4 * classes for full float32 logits against 8 * k + 4 for top-k (k
+    float32 logits, k int32 indices, one float32 tail): for a vocabulary of
+    256,000 and k=32, 1,024,000 against 260. `SoftTargetKD`, `ReverseKL` and
+    `GeneralizedJSD` train from it over k + 1 buckets
+    (`kdistill.losses.functional.top_k_buckets`), exactly at temperature 1
+    and k = classes; other losses need full logits.
 
     Args:
         teacher: A Keras model, or a list of models (an ensemble): their
@@ -65,6 +79,9 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
             takes), or a `tf.data.Dataset` of ``(x, y)`` or ``(x, y,
             sample_weight)`` batches.
         batch_size: Batch size for arrays (ignored for datasets).
+        top_k: Keep the k largest logits per position (and the tail's
+            log-sum-exp) instead of all of them; None keeps all. A teacher
+            with one output only.
 
     Returns:
         Teacher logits (a teacher ending in softmax gives log-probabilities;
@@ -81,8 +98,17 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
 
     Example:
         >>> t = cache_teacher_outputs(teacher, x_train, batch_size=512)
+        >>> compact = cache_teacher_outputs(lm_teacher, token_ids, top_k=32)
     """
     teachers = teacher if isinstance(teacher, (list, tuple)) else [teacher]
+    if top_k is not None:
+        top_k = validation.check_integer(top_k, "top_k", minimum=1)
+        if len(teachers) > 1 or outputs.count(teachers[0]) > 1:
+            raise ValueError(
+                "Invalid value for argument `top_k`: a top-k cache holds one teacher's "
+                "one output. Cache full logits (top_k=None) for an ensemble or a model "
+                "with several outputs."
+            )
 
     probabilities = [outputs.probability_outputs(m) for m in teachers]
     several = outputs.count(teachers[0]) > 1
@@ -101,6 +127,8 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
             np.asarray(outputs.as_logits(m(x, training=False), p[0]))
             for m, p in zip(teachers, probabilities)
         ]
+        if top_k is not None:
+            return _top_k(logits[0], top_k)
         return logits[0] if len(logits) == 1 else np.stack(logits, axis=1)
 
     if isinstance(data, tf.data.Dataset):
@@ -127,9 +155,26 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256):
     return _check_teacher_outputs(_concatenate(chunks))
 
 
+def _top_k(logits, k: int) -> dict:
+    """One batch's top-k cache: the k largest logits per position, their
+    indices and the log-sum-exp of the others."""
+    classes = logits.shape[-1]
+    if k > classes:
+        raise ValueError(
+            f"Invalid value for argument `top_k`: {k} is more than the teacher's "
+            f"{classes} classes. Pass top_k <= {classes}, or top_k=None for every logit."
+        )
+    values, indices = tf.math.top_k(tf.convert_to_tensor(logits, tf.float32), k)
+    tail = losses_lib.functional.logsumexp_excluding(logits, indices)
+    return dict(zip(targets.TOP_K_KEYS, (values.numpy(), indices.numpy(), tail.numpy())))
+
+
 def _check_teacher_outputs(cached):
     """Refuses NaN or inf in what the teacher returned, naming the sample."""
-    for values in cached if isinstance(cached, list) else [cached]:
+    checked = cached if isinstance(cached, list) else [cached]
+    if targets.is_top_k(cached):
+        checked = [cached["top_k_logits"], cached["tail_logsumexp"]]
+    for values in checked:
         rows = values.reshape(len(values), -1)
         finite = np.all(np.isfinite(rows), axis=1)
         if not np.all(finite):
@@ -144,7 +189,10 @@ def _check_teacher_outputs(cached):
 
 
 def _concatenate(chunks):
-    """Joins per-batch teacher logits: arrays, or lists of arrays (one per output)."""
+    """Joins per-batch teacher logits: arrays, lists of arrays (one per
+    output) or top-k caches."""
+    if isinstance(chunks[0], dict):
+        return {key: np.concatenate([c[key] for c in chunks], axis=0) for key in chunks[0]}
     if isinstance(chunks[0], list):
         return [np.concatenate(parts, axis=0) for parts in zip(*chunks)]
     return np.concatenate(chunks, axis=0)

@@ -12,7 +12,7 @@ and a student fit together at all live in `kdistill.validation`
 from __future__ import annotations
 
 from kdistill import losses as losses_lib
-from kdistill import outputs, validation
+from kdistill import outputs, targets, validation
 from kdistill.backend import keras, tf
 
 
@@ -338,8 +338,11 @@ def teacher_targets(teacher_outputs, student_logits: list, output_names, weights
         first output (an ensemble's averaged distribution at temperature 1).
 
     Raises:
-        ValueError: Teacher and student outputs differ in shape.
+        ValueError: Teacher and student outputs differ in shape, or a loss
+            that cannot read a top-k cache is given one.
     """
+    if targets.is_top_k(teacher_outputs):
+        return _top_k_targets(teacher_outputs, student_logits)
     if len(student_logits) > 1:
         teacher_logits = [tf.cast(t, tf.float32) for t in outputs.flat(teacher_outputs)]
         for name, t, s in zip(output_names, teacher_logits, student_logits):
@@ -357,6 +360,32 @@ def teacher_targets(teacher_outputs, student_logits: list, output_names, weights
         lambda loss: loss.combine_teachers(teacher_logits, weights),
         lambda: losses_lib.average_distribution_logits(teacher_logits, weights, 1.0),
     )
+
+
+def _top_k_targets(top_k, student_logits: list):
+    """`teacher_targets` for a top-k cache: the cache itself, for losses that
+    read it; full-width stand-in logits for teacher agreement."""
+    if len(student_logits) > 1:
+        raise ValueError(
+            "Invalid value for argument `teacher_outputs`: a top-k cache holds one "
+            f"output, but the student has {len(student_logits)}. Cache full logits "
+            "(top_k=None) for a model with several outputs."
+        )
+    shape = top_k["top_k_logits"].shape
+    validation.check_same_shape(shape[:-1], student_logits[0].shape[:-1], "outputs (top-k)")
+
+    def target(loss):
+        if not loss.takes_top_k:
+            raise ValueError(
+                f"Invalid value for argument `distillation_loss`: {type(loss).__name__} "
+                "cannot train from a top-k cache of the teacher's outputs (it needs every "
+                "logit). Use SoftTargetKD, ReverseKL or GeneralizedJSD, which compare "
+                "k + 1 buckets, or cache full logits with top_k=None."
+            )
+        return top_k
+
+    classes = tf.shape(student_logits[0])[-1]
+    return target, lambda: targets.dense_from_top_k(top_k, classes)
 
 
 def run_student(view, structure, output_count: int, feature_count: int, x, training):

@@ -22,6 +22,72 @@ from kdistill.backend import tf
 LABELS_KEY = "labels"
 TEACHER_OUTPUTS_KEY = "teacher_outputs"
 
+# A top-k cache (`kdistill.cache_teacher_outputs(..., top_k=k)`): per position,
+# the k largest logits, their class indices, and the log-sum-exp of the rest.
+TOP_K_KEYS = ("top_k_logits", "top_k_indices", "tail_logsumexp")
+
+
+def is_top_k(teacher_outputs) -> bool:
+    """Whether cached teacher outputs are a top-k cache (a dict of `TOP_K_KEYS`).
+
+    Example:
+        >>> is_top_k(np.zeros((4, 10)))
+        False
+    """
+    return isinstance(teacher_outputs, dict) and set(teacher_outputs) == set(TOP_K_KEYS)
+
+
+def top_k_parts(top_k: dict) -> tuple:
+    """Returns a top-k cache's (logits, indices, tail log-sum-exp)."""
+    return tuple(top_k[key] for key in TOP_K_KEYS)
+
+
+def check_top_k(top_k: dict) -> None:
+    """Raises unless a top-k cache's parts have matching shapes.
+
+    Args:
+        top_k: A dict of `TOP_K_KEYS`: logits (n, positions..., k), indices
+            of the same shape, tail log-sum-exp (n, positions...).
+    """
+    logits, indices, tail = (np.shape(v) for v in top_k_parts(top_k))
+    if logits != indices or logits[:-1] != tail:
+        raise ValueError(
+            "Invalid value for argument `teacher_outputs`: a top-k cache holds "
+            "top_k_logits and top_k_indices of one shape (n, positions..., k) and "
+            f"tail_logsumexp of shape (n, positions...); received {logits}, {indices} "
+            "and {tail}. Build it with kdistill.cache_teacher_outputs(..., top_k=k)."
+        )
+
+
+def dense_from_top_k(top_k: dict, classes) -> tf.Tensor:
+    """Full-width logits standing in for a top-k cache, for teacher agreement.
+
+    The kept logits keep their classes (so the argmax is the teacher's); the
+    tail's mass is spread evenly over the other classes.
+
+    Args:
+        top_k: A top-k cache's tensors (a dict of `TOP_K_KEYS`).
+        classes: The number of classes (an int or a scalar tensor).
+
+    Returns:
+        A float32 tensor (..., classes).
+    """
+    logits, indices, tail = (tf.convert_to_tensor(v) for v in top_k_parts(top_k))
+    logits = tf.cast(logits, tf.float32)
+    k = tf.shape(logits)[-1]
+    flat_logits = tf.reshape(logits, [-1, k])
+    flat_indices = tf.reshape(tf.cast(indices, tf.int32), [-1, k])
+    rows = tf.shape(flat_logits)[0]
+    rest = tf.cast(classes - k, tf.float32)
+    spread = tf.reshape(tf.cast(tail, tf.float32), [-1, 1]) - tf.math.log(tf.maximum(rest, 1.0))
+    row_ids = tf.broadcast_to(tf.range(rows)[:, None], tf.shape(flat_indices))
+    dense = tf.tensor_scatter_nd_update(
+        tf.broadcast_to(spread, [rows, classes]),
+        tf.stack([row_ids, flat_indices], -1),
+        flat_logits,
+    )
+    return tf.reshape(dense, tf.concat([tf.shape(logits)[:-1], [classes]], 0))
+
 
 def pack(labels, teacher_outputs) -> dict:
     """Packs labels and cached teacher outputs into the targets `fit` takes.

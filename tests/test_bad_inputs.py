@@ -416,7 +416,8 @@ CASES = {
     "unknown loss name": (
         lambda tmp: losses.get("kl_div"),
         ValueError,
-        "Valid names: attention, dkd, hint, logit_mse, per_output, soft_target",
+        "Valid names: attention, dkd, generalized_jsd, hint, logit_mse, per_output, "
+        "reverse_kl, soft_target",
     ),
     "unknown strategy name": (
         lambda tmp: strategies.parse("kd+int4"),

@@ -23,6 +23,8 @@ LOSS_ARGUMENTS = {
         {"losses": {"box": losses.LogitMSE("sum")}},
     ],
     "soft_target": [{}, {"temperature": 2.5}],
+    "reverse_kl": [{}, {"temperature": 2.0}],
+    "generalized_jsd": [{}, {"beta": 0.1, "temperature": 2.0}],
 }
 
 

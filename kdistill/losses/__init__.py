@@ -13,10 +13,12 @@ returning the mean over the batch.
 | hint          | `HintLoss`         | Romero et al. 2015 (FitNets)            |
 | dkd           | `DecoupledKD`      | Zhao et al. 2022 (CVPR)                 |
 | attention     | `AttentionTransfer`| Zagoruyko & Komodakis 2017              |
+| reverse_kl    | `ReverseKL`        | Gu et al. 2024 (MiniLLM)                |
+| generalized_jsd | `GeneralizedJSD` | Agarwal et al. 2024 (GKD)               |
 | per_output    | `PerOutput`        | (one of the above per model output)     |
 
 Modules: `functional` (the pure functions), `base` (`DistillationLoss` and
-the registry), `logits`, `features`, `per_output` (the classes).
+the registry), `logits`, `features`, `language`, `per_output` (the classes).
 """
 
 from kdistill.losses import functional
@@ -37,11 +39,18 @@ from kdistill.losses.functional import (
     average_distribution_logits,
     average_logits,
     decoupled_kd,
+    generalized_jsd,
     hint_cosine,
     hint_mae,
     hint_mse,
     logit_mse,
+    reverse_kl,
     soft_target_kd,
+    top_k_divergence,
+)
+from kdistill.losses.language import (
+    GeneralizedJSD,
+    ReverseKL,
 )
 from kdistill.losses.logits import (
     DecoupledKD,
@@ -56,9 +65,11 @@ __all__ = [
     "DecoupledKD",
     "DistillationLoss",
     "FeatureLoss",
+    "GeneralizedJSD",
     "HintLoss",
     "LogitMSE",
     "PerOutput",
+    "ReverseKL",
     "SoftTargetKD",
     "attention_map",
     "attention_transfer",
@@ -66,11 +77,14 @@ __all__ = [
     "average_logits",
     "decoupled_kd",
     "functional",
+    "generalized_jsd",
     "get",
     "hint_cosine",
     "hint_mae",
     "hint_mse",
     "logit_mse",
     "names",
+    "reverse_kl",
     "soft_target_kd",
+    "top_k_divergence",
 ]

@@ -33,12 +33,15 @@ class DistillationLoss:
       `teacher_layers` and `student_layers` instead of the models' outputs.
     * `takes_structures`: the loss takes lists (or dicts) of tensors; others
       refuse them when called, instead of reading the first.
+    * `takes_top_k`: the loss trains from a top-k cache of the teacher's
+      outputs (`kdistill.cache_teacher_outputs(..., top_k=k)`).
     """
 
     registry_name = "custom"
     needs_labels = False
     uses_features = False
     takes_structures = False  # lists or dicts of tensors (several outputs or layers)
+    takes_top_k = False
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
         """Returns the loss of each sample, shape (batch,)."""

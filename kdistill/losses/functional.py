@@ -344,7 +344,9 @@ def _one_hot_like(labels, logits):
         1,
     ):
         return tf.cast(labels, tf.float32)
-    labels = tf.reshape(tf.cast(labels, tf.int32), tf.shape(logits)[:-1])
+    # Per position, labels (batch, positions...); per sample, one column.
+    shape = (-1,) if logits.shape.rank == 2 else tf.shape(logits)[:-1]
+    labels = tf.reshape(tf.cast(labels, tf.int32), shape)
     return tf.one_hot(labels, classes, dtype=tf.float32)
 
 
@@ -368,3 +370,237 @@ def _binary_kl(teacher, student, target):
     log_t = binary_log_probs(teacher)
     log_s = binary_log_probs(student)
     return tf.reduce_sum(tf.exp(log_t) * (log_t - log_s), axis=-1)
+
+
+def reverse_kl(
+    teacher_logits: TensorLike, student_logits: TensorLike, temperature: TensorLike = 1.0
+) -> tf.Tensor:
+    """Reverse KL per sample or position: T^2 * KL(p_s^T || p_t^T).
+
+    Gu, Dong, Wei & Huang, "MiniLLM: Knowledge Distillation of Large
+    Language Models", ICLR 2024: the student's own distribution weighs the
+    log-ratio, so the student seeks the teacher's modes instead of covering
+    every class the teacher gives mass (forward KL, `soft_target_kd`).
+    Scaled by T^2 like Hinton's loss; at T=1 (the paper's) it is the plain
+    KL. Computed in float32 from log-softmax.
+
+    Args:
+        teacher_logits: Tensor (batch, classes) or (batch, positions...,
+            classes).
+        student_logits: Tensor of the same shape.
+        temperature: Scalar in `kdistill.validation.TEMPERATURE_RANGE`.
+
+    Returns:
+        Tensor (batch,) or (batch, positions...), float32.
+
+    Example:
+        >>> reverse_kl([[0., 0.]], [[0., 0.]])  # identical: [0.0]
+    """
+    t, teacher_log_p, student_log_p = _log_probs(teacher_logits, student_logits, temperature)
+    return tf.square(t) * kl_divergence(student_log_p, teacher_log_p)
+
+
+def generalized_jsd(
+    teacher_logits: TensorLike,
+    student_logits: TensorLike,
+    beta: float = 0.5,
+    temperature: TensorLike = 1.0,
+) -> tf.Tensor:
+    """Generalised Jensen-Shannon divergence per sample or position.
+
+    Agarwal et al., "On-Policy Distillation of Language Models: Learning from
+    Self-Generated Mistakes" (GKD), ICLR 2024, with P the teacher and Q the
+    student as in the paper (and TRL's `GKDTrainer`)::
+
+        JSD(beta) = beta * KL(p_t || m) + (1 - beta) * KL(p_s || m),
+        m = beta * p_t + (1 - beta) * p_s
+
+    At beta=0.5 it is the symmetric Jensen-Shannon divergence (at most
+    log 2). Its gradient behaves like forward KL's as beta -> 0 and reverse
+    KL's as beta -> 1, but its value vanishes at both ends, so beta lies in
+    (0, 1): use `soft_target_kd` or `reverse_kl` for the end points. Scaled
+    by T^2 like the other losses (T=1 is the paper's).
+
+    Args:
+        teacher_logits: Tensor (batch, classes) or (batch, positions...,
+            classes).
+        student_logits: Tensor of the same shape.
+        beta: The mixture's weight on the teacher, in (0, 1).
+        temperature: Scalar in `kdistill.validation.TEMPERATURE_RANGE`.
+
+    Returns:
+        Tensor (batch,) or (batch, positions...), float32.
+
+    Example:
+        >>> generalized_jsd([[30., 0.]], [[0., 30.]])  # ~[log 2] = [0.693]
+    """
+    t, teacher_log_p, student_log_p = _log_probs(teacher_logits, student_logits, temperature)
+    return tf.square(t) * jsd_from_log_probs(teacher_log_p, student_log_p, beta)
+
+
+def kl_divergence(log_p: TensorLike, log_q: TensorLike) -> tf.Tensor:
+    """KL(p || q) over the last axis, from log-probabilities.
+
+    Args:
+        log_p: Log-probabilities (..., classes).
+        log_q: Log-probabilities of the same shape.
+
+    Returns:
+        Tensor (...): the last axis summed.
+    """
+    log_p = _as_float32(log_p)
+    return tf.reduce_sum(tf.exp(log_p) * (log_p - _as_float32(log_q)), axis=-1)
+
+
+def jsd_from_log_probs(teacher_log_p: TensorLike, student_log_p: TensorLike, beta: float):
+    """`generalized_jsd` of two distributions given as log-probabilities."""
+    teacher_log_p, student_log_p = _as_float32(teacher_log_p), _as_float32(student_log_p)
+    log_m = tf.reduce_logsumexp(
+        tf.stack([teacher_log_p + np.log(beta), student_log_p + np.log1p(-beta)]), axis=0
+    )
+    return beta * kl_divergence(teacher_log_p, log_m) + (1.0 - beta) * kl_divergence(
+        student_log_p, log_m
+    )
+
+
+# A log-probability (or logit) that stands for "no mass": exp() is 0 in
+# float32 and float64, yet it stays finite, so 0 * (log p - log q) is 0.
+NO_MASS = -1e30
+
+# The divergences `top_k_divergence` computes over its k + 1 buckets.
+TOP_K_DIVERGENCES = ("forward_kl", "reverse_kl", "generalized_jsd")
+
+
+def top_k_buckets(
+    top_k_logits: TensorLike,
+    top_k_indices: TensorLike,
+    tail_logsumexp: TensorLike,
+    student_logits: TensorLike,
+    temperature: TensorLike = 1.0,
+) -> tuple:
+    """Teacher and student log-probabilities over k + 1 buckets.
+
+    A top-k cache (`kdistill.cache_teacher_outputs(..., top_k=k)`) keeps,
+    per position, the teacher's k largest logits, their class indices and
+    the log-sum-exp of all its other logits (the tail). The buckets are the
+    k kept classes plus one "tail" bucket holding every other class:
+
+    * teacher: ``log_softmax([z_kept / T, tail / T])``, the k kept
+      probabilities and the tail's mass. At T=1 these are exactly the
+      teacher's probabilities of the kept classes and of the rest; at other
+      temperatures the tail is treated as one class whose logit is its
+      log-sum-exp (an approximation: softening the tail's classes one by
+      one would need them all).
+    * student: its own ``log_softmax(z / T)`` over every class, gathered at
+      the k indices, plus its own tail mass, the log-sum-exp of its other
+      log-probabilities.
+
+    With k equal to the number of classes the tail is empty (`NO_MASS`) and
+    the buckets are the full distributions.
+
+    Args:
+        top_k_logits: Tensor (..., k), float32.
+        top_k_indices: Integer tensor (..., k): the kept classes.
+        tail_logsumexp: Tensor (...): log-sum-exp of the other logits.
+        student_logits: Tensor (..., classes).
+        temperature: Positive scalar.
+
+    Returns:
+        ``(teacher_log_p, student_log_p)``, each (..., k + 1).
+    """
+    t = tf.cast(temperature, tf.float32)
+    teacher = tf.concat(
+        [_as_float32(top_k_logits), tf.expand_dims(_as_float32(tail_logsumexp), -1)], -1
+    )
+    teacher_log_p = tf.nn.log_softmax(teacher / t, axis=-1)
+    student_log_p = tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1)
+    kept = tf.gather(student_log_p, tf.cast(top_k_indices, tf.int32), batch_dims=-1)
+    tail = logsumexp_excluding(student_log_p, top_k_indices)
+    return teacher_log_p, tf.concat([kept, tf.expand_dims(tail, -1)], -1)
+
+
+def logsumexp_excluding(values: TensorLike, indices: TensorLike) -> tf.Tensor:
+    """log(sum(exp(values))) over the last axis, leaving out `indices`.
+
+    The left-out entries are replaced (not subtracted, which would cancel
+    catastrophically when they hold nearly all the mass). With every entry
+    left out the result is about `NO_MASS`: no mass, but finite.
+
+    Args:
+        values: Tensor (..., classes).
+        indices: Integer tensor (..., k): the classes to leave out.
+
+    Returns:
+        Tensor (...).
+
+    Example:
+        >>> logsumexp_excluding([[0., 5., 0.]], [[1]])  # [log 2]
+    """
+    values = _as_float32(values)
+    classes = tf.shape(values)[-1]
+    rows = tf.reshape(values, [-1, classes])
+    flat_indices = tf.reshape(tf.cast(indices, tf.int32), [tf.shape(rows)[0], -1])
+    row_ids = tf.broadcast_to(tf.range(tf.shape(rows)[0])[:, None], tf.shape(flat_indices))
+    others = tf.tensor_scatter_nd_update(
+        rows,
+        tf.stack([row_ids, flat_indices], -1),
+        tf.fill(tf.shape(flat_indices), tf.constant(NO_MASS, tf.float32)),
+    )
+    return tf.reshape(tf.reduce_logsumexp(others, axis=-1), tf.shape(values)[:-1])
+
+
+def top_k_divergence(
+    top_k_logits: TensorLike,
+    top_k_indices: TensorLike,
+    tail_logsumexp: TensorLike,
+    student_logits: TensorLike,
+    temperature: TensorLike = 1.0,
+    divergence: str = "forward_kl",
+    beta: float = 0.5,
+) -> tf.Tensor:
+    """A divergence between a top-k cached teacher and the student, T^2-scaled.
+
+    Computed over the k + 1 buckets of `top_k_buckets` (the k classes the
+    teacher ranks highest and one tail bucket for the rest): a KL over k + 1
+    buckets instead of the whole vocabulary. It equals the full loss when k
+    is the number of classes; with fewer it ignores how either model spreads
+    mass inside the tail, so at T=1 it is at most the full divergence
+    (merging classes never increases an f-divergence: KL either way, JSD)
+    and reaches it as the tail's mass goes to 0.
+
+    Args:
+        top_k_logits: Tensor (..., k).
+        top_k_indices: Integer tensor (..., k).
+        tail_logsumexp: Tensor (...).
+        student_logits: Tensor (..., classes).
+        temperature: Positive scalar.
+        divergence: "forward_kl" (`soft_target_kd`), "reverse_kl"
+            (`reverse_kl`) or "generalized_jsd" (`generalized_jsd`).
+        beta: The generalised JSD's beta.
+
+    Returns:
+        Tensor (...), float32.
+    """
+    divergence = validation.check_choice(divergence, "divergence", TOP_K_DIVERGENCES)
+    teacher_log_p, student_log_p = top_k_buckets(
+        top_k_logits, top_k_indices, tail_logsumexp, student_logits, temperature
+    )
+    t = tf.cast(temperature, tf.float32)
+    if divergence == "forward_kl":
+        value = kl_divergence(teacher_log_p, student_log_p)
+    elif divergence == "reverse_kl":
+        value = kl_divergence(student_log_p, teacher_log_p)
+    else:
+        value = jsd_from_log_probs(teacher_log_p, student_log_p, beta)
+    return tf.square(t) * value
+
+
+def _log_probs(teacher_logits, student_logits, temperature):
+    if isinstance(temperature, (int, float, np.floating, np.integer)):
+        validation.check_temperature(temperature)
+    t = tf.cast(temperature, tf.float32)
+    return (
+        t,
+        tf.nn.log_softmax(_as_float32(teacher_logits) / t, axis=-1),
+        tf.nn.log_softmax(_as_float32(student_logits) / t, axis=-1),
+    )

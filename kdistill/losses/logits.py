@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdistill import validation
+from kdistill import targets, validation
 from kdistill.backend import scalar_variable
 from kdistill.losses.base import DistillationLoss, _register
 from kdistill.losses.functional import (
@@ -10,6 +10,7 @@ from kdistill.losses.functional import (
     decoupled_kd,
     logit_mse,
     soft_target_kd,
+    top_k_divergence,
 )
 
 
@@ -20,6 +21,11 @@ class SoftTargetKD(DistillationLoss):
     Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural Network",
     2015. The temperature is a non-trainable variable, so a callback can
     schedule it during a compiled `fit()`.
+
+    Forward KL per position for outputs (batch, positions..., classes). From
+    a top-k cache (`cache_teacher_outputs(..., top_k=k)`) it is the KL over
+    k + 1 buckets, the k classes the teacher ranks highest and a tail bucket
+    for the rest (`kdistill.losses.functional.top_k_buckets`).
 
     Args:
         temperature: Softening temperature (the paper's T), in
@@ -32,11 +38,17 @@ class SoftTargetKD(DistillationLoss):
         >>> float(loss([[2., -1., .5]], [[.1, .3, -.2]]))  # ~0.791
     """
 
+    takes_top_k = True
+
     def __init__(self, temperature: float = 4.0):
         temperature = validation.check_temperature(temperature)
         self.temperature = scalar_variable(temperature, "temperature")
 
     def per_sample(self, teacher_outputs, student_outputs, y_true=None):
+        if targets.is_top_k(teacher_outputs):
+            return top_k_divergence(
+                *targets.top_k_parts(teacher_outputs), student_outputs, self.temperature
+            )
         return soft_target_kd(teacher_outputs, student_outputs, self.temperature)
 
     def combine_teachers(self, teacher_logits, weights):
