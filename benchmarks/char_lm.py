@@ -233,6 +233,21 @@ def exported(model, x_val, y_val, samples) -> dict:
     return files
 
 
+_SETTINGS = (
+    "length",
+    "train_bytes",
+    "validation_bytes",
+    "teacher_width",
+    "student_width",
+    "teacher_epochs",
+    "student_epochs",
+    "batch_size",
+    "learning_rate",
+    "alpha",
+    "top_k",
+)
+
+
 def main(argv):
     started = time.perf_counter()
     tf.get_logger().setLevel("ERROR")  # each new model's first predict is a retrace
@@ -266,11 +281,29 @@ def main(argv):
         }
     ]
     print(f"teacher: {bits:.3f} bits/char ({teacher_seconds:.0f} s)")
+    payload = {
+        "corpus": {
+            "train": train_info,
+            "validation": val_info,
+            "python": common.machine()["python"],
+        },
+        "settings": {name: FLAGS[name].value for name in _SETTINGS},
+        "sequences": {"train": int(len(x_train)), "validation": int(len(x_val))},
+        "rows": results,
+        "complete": False,  # written after every row; True once the files are measured
+    }
+
+    def save():
+        payload.update(uptime=_uptime(), wall_seconds=time.perf_counter() - started)
+        common.write("char_lm", payload, FLAGS.smoke)
+
+    save()
 
     rows = student_rows([int(k) for k in FLAGS.top_k])
     if FLAGS.rows:
         rows = {name: row for name, row in rows.items() if name in FLAGS.rows}
     caches, cache_report = teacher_caches(teacher, x_train, rows)
+    payload["teacher_cache"] = cache_report
     students = {}
     for name, row in rows.items():
         if "missing" in row:
@@ -293,6 +326,7 @@ def main(argv):
                 "load_average_1min": [load_before[0], os.getloadavg()[0]],
             }
         )
+        save()
 
     samples = 20 if FLAGS.smoke else 200
     files = {"teacher": exported(teacher, x_val, y_val, samples)}
@@ -305,37 +339,8 @@ def main(argv):
                 f"{report['latency_ms_median']:.3f} ms per {FLAGS.length}-byte window, "
                 f"{report['bits_per_char']:.3f} bits/char"
             )
-    common.write(
-        "char_lm",
-        {
-            "corpus": {
-                "train": train_info,
-                "validation": val_info,
-                "python": common.machine()["python"],
-            },
-            "settings": {
-                name: FLAGS[name].value
-                for name in (
-                    "length",
-                    "teacher_width",
-                    "student_width",
-                    "teacher_epochs",
-                    "student_epochs",
-                    "batch_size",
-                    "learning_rate",
-                    "alpha",
-                    "top_k",
-                )
-            },
-            "sequences": {"train": int(len(x_train)), "validation": int(len(x_val))},
-            "rows": results,
-            "teacher_cache": cache_report,
-            "tflite": files,
-            "uptime": _uptime(),
-            "wall_seconds": time.perf_counter() - started,
-        },
-        FLAGS.smoke,
-    )
+    payload.update(tflite=files, complete=True)
+    save()
 
 
 def _uptime() -> str:
