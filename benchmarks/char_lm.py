@@ -73,6 +73,7 @@ flags.DEFINE_integer("batch_size", 64, "Sequences per batch.")
 flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled rows.")
 flags.DEFINE_list("top_k", ["8", "32"], "k of the top-k offline rows.")
+flags.DEFINE_list("seeds", ["1", "2"], "Student seeds: every row is trained once per seed.")
 flags.DEFINE_list("rows", None, "Only these student rows (default: all).")
 FLAGS = flags.FLAGS
 
@@ -154,9 +155,9 @@ def student_rows(k_values) -> dict:
         ("generalized JSD b=0.5", "GeneralizedJSD"),
     ):
         rows[name] = {"kind": "online", "loss": loss_name}
-    rows["forward KL offline, full cache"] = {"kind": "offline", "top_k": None}
+    rows["offline forward KL (full cache)"] = {"kind": "offline", "top_k": None}
     for k in k_values:
-        rows[f"forward KL offline, top-{k}"] = {"kind": "offline", "top_k": k}
+        rows[f"offline forward KL (top-{k})"] = {"kind": "offline", "top_k": k}
     for row in rows.values():
         loss_name = row.get("loss")
         if loss_name and not hasattr(losses, loss_name):
@@ -172,9 +173,10 @@ def _distillation_loss(loss_name):
     return getattr(losses, loss_name)(temperature=1.0)
 
 
-def train_student(row, teacher, data, cache):
-    """Trains a fresh student (same initial weights every row); returns it and the seconds."""
-    keras.utils.set_random_seed(1)
+def train_student(row, teacher, data, cache, seed):
+    """Trains a fresh student (the same initial weights in every row for a
+    seed); returns it and the wall seconds."""
+    keras.utils.set_random_seed(seed)
     student = byte_lm(FLAGS.student_width, "student")
     x, y = data
     started = time.perf_counter()
@@ -245,6 +247,7 @@ _SETTINGS = (
     "learning_rate",
     "alpha",
     "top_k",
+    "seeds",
 )
 
 
@@ -255,7 +258,7 @@ def main(argv):
         FLAGS.train_bytes, FLAGS.validation_bytes = 20_000, 4_000
         FLAGS.teacher_width, FLAGS.student_width = 16, 8
         FLAGS.teacher_epochs = FLAGS.student_epochs = 1
-        FLAGS.top_k = ["4"]
+        FLAGS.top_k, FLAGS.seeds = ["4"], ["1"]
     train_text, train_info = stdlib_corpus(TRAIN_FILES, FLAGS.train_bytes)
     val_text, val_info = stdlib_corpus(VALIDATION_FILES, FLAGS.validation_bytes)
     x_train, y_train = sequences(train_text, FLAGS.length)
@@ -265,9 +268,10 @@ def main(argv):
     load_before = os.getloadavg()
     keras.utils.set_random_seed(0)
     teacher = _compile(byte_lm(FLAGS.teacher_width, "teacher"))
-    teacher_started = time.perf_counter()
+    teacher_started, teacher_cpu = time.perf_counter(), time.process_time()
     _fit(teacher, x_train, y_train, FLAGS.teacher_epochs)
     teacher_seconds = time.perf_counter() - teacher_started
+    teacher_cpu = time.process_time() - teacher_cpu
     bits, accuracy = bits_per_char(teacher.predict(x_val, verbose=0), y_val)
     results = [
         {
@@ -277,6 +281,7 @@ def main(argv):
             "val_bits_per_char": bits,
             "val_accuracy": accuracy,
             "train_seconds": teacher_seconds,
+            "process_cpu_seconds": teacher_cpu,
             "load_average_1min": [load_before[0], os.getloadavg()[0]],
         }
     ]
@@ -301,28 +306,39 @@ def main(argv):
 
     rows = student_rows([int(k) for k in FLAGS.top_k])
     if FLAGS.rows:
+        unknown = sorted(set(FLAGS.rows) - set(rows))
+        if unknown:
+            raise app.UsageError(f"--rows: unknown {unknown}; the rows are {list(rows)}")
         rows = {name: row for name, row in rows.items() if name in FLAGS.rows}
     caches, cache_report = teacher_caches(teacher, x_train, rows)
     payload["teacher_cache"] = cache_report
-    students = {}
+    students, seeds = {}, [int(seed) for seed in FLAGS.seeds]
     for name, row in rows.items():
         if "missing" in row:
             print(f"{name}: not run ({row['missing']})")
             results.append({"model": "student", "trained_with": name, "missing": row["missing"]})
             continue
-        load_before = os.getloadavg()
-        student, seconds = train_student(row, teacher, (x_train, y_train), caches)
-        students[name] = student
-        bits, accuracy = bits_per_char(student.predict(x_val, verbose=0), y_val)
-        print(f"{name}: {bits:.3f} bits/char ({seconds:.0f} s)")
+        load_before, cpu_before = os.getloadavg(), time.process_time()
+        per_seed = []
+        for seed in seeds:
+            student, seconds = train_student(row, teacher, (x_train, y_train), caches, seed)
+            students.setdefault(name, student)
+            bits, accuracy = bits_per_char(student.predict(x_val, verbose=0), y_val)
+            per_seed.append((bits, accuracy, seconds))
+            print(f"{name}, seed {seed}: {bits:.3f} bits/char ({seconds:.0f} s)")
+        bits, accuracy, seconds = np.asarray(per_seed).T
         results.append(
             {
                 "model": "student",
                 "trained_with": name,
                 "params": int(student.count_params()),
-                "val_bits_per_char": bits,
-                "val_accuracy": accuracy,
-                "train_seconds": seconds,
+                "seeds": seeds,
+                "val_bits_per_char": float(bits.mean()),
+                "val_bits_per_char_std": float(bits.std()),
+                "val_bits_per_char_per_seed": bits.tolist(),
+                "val_accuracy": float(accuracy.mean()),
+                "train_seconds": float(seconds.mean()),
+                "process_cpu_seconds": (time.process_time() - cpu_before) / len(seeds),
                 "load_average_1min": [load_before[0], os.getloadavg()[0]],
             }
         )

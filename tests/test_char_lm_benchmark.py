@@ -58,7 +58,7 @@ def test_char_lm_smoke_run_writes_every_row_and_the_exported_files(tmp_path):
     assert payload["corpus"]["train"]["bytes"] == 20_000
     assert len(payload["corpus"]["train"]["sha256"]) == 64
     rows = {row["trained_with"]: row for row in payload["rows"] if row["model"] == "student"}
-    assert "labels" in rows and "forward KL offline, full cache" in rows
+    assert "labels" in rows and "offline forward KL (full cache)" in rows
     for row in rows.values():
         if "missing" not in row:  # every row that ran learned something
             assert 0 < row["val_bits_per_char"] < 8.0
