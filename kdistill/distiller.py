@@ -6,7 +6,11 @@ The objective of each step is::
 
 where `hard_loss` is the loss given to `compile` on the true labels. Every
 term is computed per sample, weighted by the sample weights, and divided by the
-global batch size, so `tf.distribute` strategies reduce it correctly.
+global batch size, so `tf.distribute` strategies reduce it correctly. For a
+student with one output (batch, positions..., classes), a language model say,
+every term is computed per position, weighted by a `sample_weight` of shape
+(batch, positions...) (0 at padding), and divided by the global number of
+positions (see `kdistill.objective`).
 """
 
 from __future__ import annotations

@@ -49,9 +49,12 @@ def for_fit(distiller, x, y, batch_size, args, kwargs) -> tuple:
     x, y = _data_as_arrays(distiller, x, y)
     if kwargs.get("sample_weight") is not None:
         kwargs["sample_weight"] = _lists_as_arrays(kwargs["sample_weight"], "sample_weight")
-    if kwargs.get("class_weight") is not None and targets.packs_teacher_outputs(x, y):
+    per_position = _per_position(distiller)
+    if kwargs.get("class_weight") is not None and (
+        per_position or targets.packs_teacher_outputs(x, y)
+    ):
         x, y, kwargs["sample_weight"] = targets.with_class_weight(
-            x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight")
+            x, y, kwargs.get("sample_weight"), kwargs.pop("class_weight"), per_position
         )
     check_data(distiller, x, y, kwargs.get("sample_weight"), batch_size)
     kwargs["sample_weight"] = _weights_for_targets(y, kwargs.get("sample_weight"))
@@ -59,6 +62,9 @@ def for_fit(distiller, x, y, batch_size, args, kwargs) -> tuple:
     if isinstance(validation_data, (tuple, list)) and 2 <= len(validation_data) <= 3:
         with data_contract.renamed("validation_data"):
             check_data(distiller, *validation_data, *[None] * (3 - len(validation_data)), None)
+        if len(validation_data) == 3:
+            x_val, y_val, w_val = validation_data
+            kwargs["validation_data"] = (x_val, y_val, _weights_for_targets(y_val, w_val))
     callbacks = kwargs.get("callbacks") or []
     if not isinstance(callbacks, keras.callbacks.CallbackList):  # a CallbackList is kept
         kwargs["callbacks"] = [*callbacks, StopOnNonFiniteLoss()]
@@ -90,6 +96,12 @@ def check_data(distiller, x, y, sample_weight, batch_size) -> None:
         validation.static_shape(distiller.student, "inputs"),
         ranks,
     )
+
+
+def _per_position(distiller) -> bool:
+    """Whether the student has one output of shape (n, positions..., classes)."""
+    tensors = getattr(distiller.student, "outputs", None) or []
+    return len(tensors) == 1 and len(tensors[0].shape) >= 3
 
 
 def _weights_for_targets(y, sample_weight):

@@ -315,6 +315,26 @@ def sample_weights(sample_weight, batch, axes: int = 0):
     return tf.reshape(weights, [batch] + [1] * axes)
 
 
+def with_mask(weights, mask):
+    """Per-position weights times a Keras mask of the positions (0 at padding).
+
+    Args:
+        weights: From `sample_weights` (per position), or None.
+        mask: The output's Keras mask (batch, positions...), or None.
+
+    Returns:
+        The weights with masked positions at 0; `weights` when `mask` is None.
+
+    Example:
+        >>> with_mask(None, tf.constant([[True, False]])).numpy()
+        array([[1., 0.]], dtype=float32)
+    """
+    if mask is None:
+        return weights
+    mask = tf.cast(mask, tf.float32)
+    return mask if weights is None else weights * mask
+
+
 def batch_mean(values, weights, local_batch):
     """Returns the sample-weighted mean of per-sample `values` over the batch.
 

@@ -69,7 +69,7 @@ def cache_teacher_outputs(teacher, data, batch_size: int = 256, top_k: int | Non
     float32 logits, k int32 indices, one float32 tail): for a vocabulary of
     256,000 and k=32, 1,024,000 against 260. `SoftTargetKD`, `ReverseKL` and
     `GeneralizedJSD` train from it over k + 1 buckets
-    (`kdistill.losses.functional.top_k_buckets`), exactly at temperature 1
+    (`kdistill.losses.top_k.top_k_buckets`), exactly at temperature 1
     and k = classes; other losses need full logits.
 
     Args:
@@ -165,7 +165,7 @@ def _top_k(logits, k: int) -> dict:
             f"{classes} classes. Pass top_k <= {classes}, or top_k=None for every logit."
         )
     values, indices = tf.math.top_k(tf.convert_to_tensor(logits, tf.float32), k)
-    tail = losses_lib.functional.logsumexp_excluding(logits, indices)
+    tail = losses_lib.top_k.logsumexp_excluding(logits, indices)
     return dict(zip(targets.TOP_K_KEYS, (values.numpy(), indices.numpy(), tail.numpy())))
 
 

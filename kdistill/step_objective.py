@@ -63,6 +63,8 @@ def compute(distiller, x, y, teacher, sample_weight, training) -> tuple:
     # step is the per-sample one; above 0 every term is kept per position.
     axes = objective.position_axes(predictions)
     weights = objective.sample_weights(sample_weight, batch, axes)
+    if axes:  # a Keras mask (Embedding(mask_zero=True)) marks padding too
+        weights = objective.with_mask(weights, getattr(predictions[0], "_keras_mask", None))
     count = objective.position_count(predictions[0]) if axes else local_batch
 
     def mean(values):

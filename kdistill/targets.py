@@ -232,18 +232,21 @@ def packs_teacher_outputs(x, y) -> bool:
     return isinstance(y, dict) and TEACHER_OUTPUTS_KEY in y
 
 
-def class_weights(labels, class_weight: dict):
+def class_weights(labels, class_weight: dict, per_position: bool = False):
     """Returns each sample's class weight, from its label, as Keras does for
     one output: sparse labels as they are, one-hot labels by their argmax,
     classes `class_weight` leaves out weighted 1.
 
     Args:
         labels: The true labels, (n,), (n, 1) or one-hot (n, classes): an
-            array or a tensor.
+            array or a tensor; with `per_position`, class indices
+            (n, positions...).
         class_weight: A dict from class index to weight.
+        per_position: The labels are one class index per position (an
+            output (n, positions..., classes)): one weight per position.
 
     Returns:
-        A float32 tensor of shape (n,).
+        A float32 tensor of shape (n,), or the labels' shape per position.
 
     Example:
         >>> class_weights(np.array([0, 1, 1]), {1: 3.0}).numpy()
@@ -255,7 +258,7 @@ def class_weights(labels, class_weight: dict):
             f"index to weight, e.g. {{0: 1.0, 1: 5.0}}. Received: class_weight={class_weight!r}"
         )
     labels = tf.convert_to_tensor(labels)
-    if labels.shape.rank and labels.shape.rank > 1:
+    if labels.shape.rank and labels.shape.rank > 1 and not per_position:
         labels = tf.argmax(labels, axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
     labels = tf.cast(tf.round(tf.cast(labels, tf.float32)), tf.int32)
     size = max(int(k) for k in class_weight) + 1
@@ -267,31 +270,52 @@ def class_weights(labels, class_weight: dict):
     return tf.where(known, looked_up, tf.ones_like(looked_up))
 
 
-def with_class_weight(x, y, sample_weight, class_weight):
+def with_class_weight(x, y, sample_weight, class_weight, per_position: bool = False):
     """Returns `(x, y, sample_weight)` for `fit` with `class_weight` applied to
     the labels packed in offline targets, multiplying any sample weights.
 
     Keras refuses `class_weight` for targets that are a dict, as offline
     targets are; weighting the labels' samples here does what Keras does for
-    one output.
+    one output. Keras would also read labels (n, positions) as one-hot rows
+    and weight each sample by the argmax of its positions; with
+    `per_position` each position is weighted by its own label, for offline
+    targets and plain labels alike.
 
     Args:
         x: `fit`'s inputs, or a `tf.data.Dataset` of (x, targets[, weights]).
-        y: Offline targets (`pack`), or None for a dataset.
+        y: Offline targets (`pack`) or, with `per_position`, plain labels;
+            None for a dataset.
         sample_weight: `fit`'s sample weights, or None.
         class_weight: A dict from class index to weight.
+        per_position: The student's output is (n, positions..., classes).
     """
+
+    def labels_of(targets):
+        return targets[LABELS_KEY] if isinstance(targets, dict) else targets
+
     if isinstance(x, tf.data.Dataset):
 
         def weigh(*batch):
             inputs, packed = batch[0], batch[1]
-            weights = class_weights(packed[LABELS_KEY], class_weight)
+            weights = class_weights(labels_of(packed), class_weight, per_position)
             if len(batch) > 2 and batch[2] is not None:
-                weights = weights * tf.cast(tf.reshape(batch[2], tf.shape(weights)), tf.float32)
+                weights = weights * _broadcastable(tf.cast(batch[2], tf.float32), weights)
             return inputs, packed, weights
 
         return x.map(weigh), y, sample_weight
-    weights = class_weights(y[LABELS_KEY], class_weight).numpy()
+    weights = class_weights(labels_of(y), class_weight, per_position)
     if sample_weight is not None:
-        weights = weights * np.reshape(np.asarray(sample_weight, "float32"), weights.shape)
-    return x, y, weights
+        given = tf.convert_to_tensor(np.asarray(sample_weight, "float32"))
+        weights = weights * _broadcastable(given, weights)
+    return x, y, weights.numpy()
+
+
+def _broadcastable(sample_weight, weights):
+    """Sample weights (n,), (n, 1) or the labels' shape, shaped to multiply
+    class weights of shape `weights`."""
+    if sample_weight.shape.rank == weights.shape.rank and sample_weight.shape[-1] != 1:
+        return sample_weight
+    rows = tf.reshape(sample_weight, [-1])[: tf.shape(weights)[0]]
+    return tf.reshape(
+        rows, tf.concat([tf.shape(weights)[:1], tf.ones_like(tf.shape(weights)[1:])], 0)
+    )

@@ -6,7 +6,7 @@ import pytest
 
 from kdistill import losses
 from kdistill.backend import tf
-from kdistill.losses import functional
+from kdistill.losses import functional, top_k
 from kdistill.offline import _top_k
 
 
@@ -74,7 +74,7 @@ DIVERGENCES = {
 }
 
 
-@pytest.mark.parametrize("divergence", functional.TOP_K_DIVERGENCES)
+@pytest.mark.parametrize("divergence", top_k.TOP_K_DIVERGENCES)
 def test_top_k_with_every_class_kept_equals_the_full_loss_and_gradient(divergence):
     rng = np.random.default_rng(2)
     t = tf.constant(rng.normal(size=(2, 3, 7)) * 2, tf.float32)
@@ -82,7 +82,7 @@ def test_top_k_with_every_class_kept_equals_the_full_loss_and_gradient(divergenc
     cache = _top_k(t.numpy(), 7)
     with tf.GradientTape(persistent=True) as tape:
         full = DIVERGENCES[divergence](t, s)
-        top = functional.top_k_divergence(
+        top = top_k.top_k_divergence(
             cache["top_k_logits"],
             cache["top_k_indices"],
             cache["tail_logsumexp"],
@@ -94,7 +94,7 @@ def test_top_k_with_every_class_kept_equals_the_full_loss_and_gradient(divergenc
     np.testing.assert_allclose(tape.gradient(top, s), tape.gradient(full, s), atol=1e-5)
 
 
-@pytest.mark.parametrize("divergence", functional.TOP_K_DIVERGENCES)
+@pytest.mark.parametrize("divergence", top_k.TOP_K_DIVERGENCES)
 def test_top_k_loss_is_at_most_the_full_loss_and_grows_with_k(divergence):
     # Merging the classes outside the top k never increases an f-divergence.
     rng = np.random.default_rng(3)
@@ -103,7 +103,7 @@ def test_top_k_loss_is_at_most_the_full_loss_and_grows_with_k(divergence):
     values = []
     for k in range(1, 10):
         cache = _top_k(t.astype("float32"), k)
-        values.append(functional.top_k_divergence(*cache.values(), s, 1.0, divergence).numpy())
+        values.append(top_k.top_k_divergence(*cache.values(), s, 1.0, divergence).numpy())
     values = np.array(values)
     assert np.all(values <= full + 1e-6)
     assert np.all(np.diff(values, axis=0) >= -1e-6)
@@ -116,9 +116,7 @@ def test_top_k_buckets_hold_the_teachers_kept_probabilities_and_tail_mass():
     np.testing.assert_array_equal(cache["top_k_indices"], [[0, 1]])
     # The tail is log(e^0 + e^-1).
     np.testing.assert_allclose(cache["tail_logsumexp"], [np.log(1.0 + np.exp(-1.0))], rtol=1e-6)
-    teacher_log_p, student_log_p = functional.top_k_buckets(
-        *cache.values(), [[0.0, 0.0, 0.0, 0.0]], 1.0
-    )
+    teacher_log_p, student_log_p = top_k.top_k_buckets(*cache.values(), [[0.0, 0.0, 0.0, 0.0]], 1.0)
     p = np.exp(log_softmax(logits[0]))
     np.testing.assert_allclose(np.exp(teacher_log_p[0]), [p[0], p[1], p[2] + p[3]], rtol=1e-5)
     np.testing.assert_allclose(np.exp(student_log_p[0]), [0.25, 0.25, 0.5], rtol=1e-5)

@@ -2,6 +2,8 @@
 causal language model, a segmentation head. Labels (batch, positions...),
 weights per position, padding that adds nothing."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,16 @@ def token_data(seed=0):
     weights = np.ones((N, LENGTH), "float32")
     weights[::2, -2:] = 0.0
     return ids, labels, weights
+
+
+@functools.cache
+def trained_teacher():
+    """A token classifier teacher fitted to `token_data`, once per session."""
+    ids, labels, _ = token_data()
+    teacher = token_classifier(16, "teacher", 0)
+    teacher.compile(keras.optimizers.Adam(0.05), CE)
+    teacher.fit(ids, labels, epochs=30, batch_size=N, verbose=0)
+    return teacher
 
 
 def loss_at_rate_zero(distiller, x, y, weights):
@@ -92,18 +104,23 @@ def test_per_sample_weights_weight_every_position_of_their_sample():
 
 def test_token_classifier_distils_above_chance_online_and_offline():
     ids, labels, weights = token_data()
-    teacher = token_classifier(16, "teacher", 0)
-    teacher.compile(keras.optimizers.Adam(0.05), CE)
-    teacher.fit(ids, labels, epochs=30, batch_size=N, verbose=0)
+    teacher = trained_teacher()
     for offline in (False, True):
         student = token_classifier(8, "student", 1)
         y = offline_targets(labels, cache_teacher_outputs(teacher, ids)) if offline else labels
         distiller = Distiller(None if offline else teacher, student, SoftTargetKD(2.0), alpha=0.5)
         distiller.compile(keras.optimizers.Adam(0.05), loss=CE, metrics=["accuracy"])
         history = distiller.fit(
-            ids, y, sample_weight=weights, epochs=30, batch_size=8, verbose=0
+            ids,
+            y,
+            sample_weight=weights,
+            validation_data=(ids, y, weights),
+            epochs=20,
+            batch_size=N,
+            verbose=0,
         ).history
         assert history["loss"][-1] < history["loss"][0]
+        assert history["val_loss"][-1] < history["val_loss"][0]
         predicted = student.predict(ids, verbose=0).argmax(-1)
         assert np.mean(predicted == labels) > 0.8  # chance is 1 / CLASSES
 
@@ -166,3 +183,74 @@ def test_segmentation_head_with_two_position_axes_weights_each_pixel():
     expected = np.sum(weights * np.sum(np.exp(lt) * (lt - ls), -1)) / 18
     assert axes == 2
     assert float(mean) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_on_two_cpus_trains_per_position_as_one_device(tmp_path):
+    # Each replica divides by its own positions and takes 1/2 of the mean:
+    # the summed gradients are the global batch's, padding included.
+    from test_distribute import run_script, script
+
+    code = script(
+        """
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from test_per_position import CE, token_classifier, token_data
+    from kdistill import Distiller
+    from kdistill.backend import keras
+    from kdistill.losses import SoftTargetKD
+    ids, labels, weights = token_data()
+    weights[np.arange(len(ids)) % 8 < 4, -4:] = 0.0  # more padding on the first replica
+
+    def train(strategy):
+        with strategy.scope():
+            teacher, student = token_classifier(16, "teacher", 0), token_classifier(4, "student", 1)
+            distiller = Distiller(teacher, student, SoftTargetKD(2.0), alpha=0.3)
+            distiller.compile(optimizer=keras.optimizers.SGD(0.5), loss=CE)
+        distiller.fit(ids, labels, sample_weight=weights, batch_size=8, epochs=2,
+                      shuffle=False, verbose=0)
+        return student.get_weights()
+
+    single = train(tf.distribute.get_strategy())
+    multi = train(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    moved = max(float(np.max(np.abs(a - b))) for a, b in zip(single, token_classifier(4, "s", 1).get_weights()))
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(single, multi))
+    print("MAX_DIFF", diff, "MOVED", moved)
+    assert moved > 1e-2 and diff < 1e-5, (diff, moved)
+    """
+    )
+    result = run_script(code, tmp_path)
+    assert "MAX_DIFF" in result.stdout
+
+
+@pytest.mark.parametrize("offline", [False, True], ids=["online", "offline"])
+def test_class_weight_weights_each_position_by_its_own_label(offline):
+    # Keras alone would read labels (batch, 6) as one-hot rows and weight each
+    # sample by the argmax of its positions.
+    ids, labels, weights = token_data()
+    teacher, student = token_classifier(16, "teacher", 0), token_classifier(4, "student", 1)
+    y = offline_targets(labels, cache_teacher_outputs(teacher, ids)) if offline else labels
+    by_label = np.array([1.0, 3.0, 0.5, 2.0], "float32")[labels]
+
+    def loss(**kwargs):
+        distiller = Distiller(None if offline else teacher, student, SoftTargetKD(2.0))
+        distiller.compile(optimizer=keras.optimizers.SGD(0.0), loss=CE)
+        history = distiller.fit(ids, y, batch_size=N, epochs=1, shuffle=False, verbose=0, **kwargs)
+        return history.history["loss"][0]
+
+    by_class = loss(class_weight={1: 3.0, 2: 0.5, 3: 2.0}, sample_weight=weights)
+    assert by_class == pytest.approx(loss(sample_weight=weights * by_label), rel=1e-5)
+
+
+def test_a_keras_mask_on_the_student_output_leaves_padded_positions_out():
+    ids, labels, weights = token_data()
+    ids = np.where(weights > 0, np.maximum(ids, 1), 0)  # id 0 is padding
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((LENGTH,), dtype="int32")
+    hidden = keras.layers.Embedding(VOCAB, 4, mask_zero=True)(inputs)
+    student = keras.Model(inputs, keras.layers.Dense(CLASSES)(hidden), name="student")
+    teacher = token_classifier(16, "teacher", 0)
+    masked = loss_at_rate_zero(Distiller(teacher, student), ids, labels, None)
+    weighted = loss_at_rate_zero(Distiller(teacher, student), ids, labels, weights)
+    assert masked == pytest.approx(weighted, rel=1e-6)

@@ -16,6 +16,12 @@ class TeacherAgreement(keras.callbacks.Callback):
     validation data, so `EarlyStopping` and `ModelCheckpoint` can monitor
     them. They are computed only during the `fit` that has this callback.
 
+    For a student with outputs (batch, positions..., classes) (a language
+    model, a token classifier) every position is one prediction, weighted by
+    its `sample_weight`: padded positions (weight 0) are left out. From a
+    top-k cache the teacher's top-1 class is exact; `teacher_kl` then spreads
+    the tail's mass evenly over the classes outside the top k.
+
     Example:
         >>> distiller.fit(x, y, validation_data=(xv, yv), callbacks=[
         ...     TeacherAgreement(),

@@ -18,10 +18,11 @@ returning the mean over the batch.
 | per_output    | `PerOutput`        | (one of the above per model output)     |
 
 Modules: `functional` (the pure functions), `base` (`DistillationLoss` and
-the registry), `logits`, `features`, `language`, `per_output` (the classes).
+the registry), `top_k` (losses from a top-k cache), `logits`, `features`,
+`language`, `per_output` (the classes).
 """
 
-from kdistill.losses import functional
+from kdistill.losses import functional, top_k
 from kdistill.losses.base import (
     DistillationLoss,
     get,
@@ -46,7 +47,6 @@ from kdistill.losses.functional import (
     logit_mse,
     reverse_kl,
     soft_target_kd,
-    top_k_divergence,
 )
 from kdistill.losses.language import (
     GeneralizedJSD,
@@ -58,6 +58,7 @@ from kdistill.losses.logits import (
     SoftTargetKD,
 )
 from kdistill.losses.per_output import PerOutput
+from kdistill.losses.top_k import top_k_divergence
 
 __all__ = [
     "HINT_DISTANCES",
@@ -86,5 +87,6 @@ __all__ = [
     "names",
     "reverse_kl",
     "soft_target_kd",
+    "top_k",
     "top_k_divergence",
 ]

@@ -3,7 +3,7 @@
 Forward KL, Hinton's soft targets, is `SoftTargetKD`. All three compare the
 distributions at every position of outputs (batch, positions..., classes),
 and all three train from a top-k cache (`cache_teacher_outputs(...,
-top_k=k)`) over k + 1 buckets (`functional.top_k_buckets`).
+top_k=k)`) over k + 1 buckets (`top_k.top_k_buckets`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from kdistill.losses.functional import (
     average_distribution_logits,
     generalized_jsd,
     reverse_kl,
-    top_k_divergence,
 )
+from kdistill.losses.top_k import top_k_divergence
 
 
 @_register("reverse_kl")

@@ -10,8 +10,8 @@ from kdistill.losses.functional import (
     decoupled_kd,
     logit_mse,
     soft_target_kd,
-    top_k_divergence,
 )
+from kdistill.losses.top_k import top_k_divergence
 
 
 @_register("soft_target")
@@ -25,7 +25,7 @@ class SoftTargetKD(DistillationLoss):
     Forward KL per position for outputs (batch, positions..., classes). From
     a top-k cache (`cache_teacher_outputs(..., top_k=k)`) it is the KL over
     k + 1 buckets, the k classes the teacher ranks highest and a tail bucket
-    for the rest (`kdistill.losses.functional.top_k_buckets`).
+    for the rest (`kdistill.losses.top_k.top_k_buckets`).
 
     Args:
         temperature: Softening temperature (the paper's T), in
