@@ -102,9 +102,10 @@ def _check_sequence_length(layer, specs) -> None:
         raise ValueError(
             f"The {type(layer).__name__} layer {layer.name!r} runs over sequences of "
             f"unknown length (the model input {spec.name!r} has shape "
-            f"{tuple(spec.shape)}), which TFLite's built-in ops cannot run. Build the "
-            "model with a fixed sequence length, e.g. keras.Input((64,)) for 64 token "
-            "ids (pad or cut the sequences to it), copy the weights over, and export that."
+            f"{tuple(spec.shape)}), which TFLite's built-in ops cannot run. Export it "
+            "with a fixed sequence length, e.g. to_tflite(..., sequence_length=64) for "
+            "64 token ids (pad or cut the sequences to it), or build the model with "
+            "keras.Input((64,)), copy the weights over, and export that."
         )
 
 

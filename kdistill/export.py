@@ -11,6 +11,17 @@ copy and a recurrent one with a fixed-shape signature (`kdistill.convertible`).
 Representative data is checked first (finite, non-empty, of the model's
 shapes), and an "int8" file that came out with float ops is an error.
 
+Language models and other per-position outputs: a keras-hub `CausalLM`
+(`preprocessor=None`) or a functional model taking `token_ids` and
+`padding_mask` exports with its int32 inputs and its logits per position, all
+as TFLite builtins that LiteRT runs (no TensorFlow/Flex ops: checked for
+`GPT2CausalLM` with TensorFlow 2.21). Inputs of unknown length stay open and
+LiteRT resizes them per call, or `sequence_length=N` fixes them: needed where
+an op on an open length has no builtin (`mask[..., None]` is a StridedSlice),
+for recurrent layers, and for a fixed generation window. keras-hub's
+transformers do not convert to "int8" (LayerNormalization's NEG has no int8
+kernel; the error names the layer): choose "dynamic" or "float16".
+
 Quantization modes:
 
 | mode      | weights | activations | needs representative data |
@@ -43,6 +54,7 @@ def convert(
     select_tf_ops: bool = False,
     calibration_samples: int = 500,
     float32_copy: bool = True,
+    sequence_length: int | None = None,
 ) -> bytes:
     """Converts a Keras model to a TFLite flatbuffer.
 
@@ -65,6 +77,11 @@ def convert(
         calibration_samples: How many representative samples to calibrate on.
         float32_copy: Export a mixed-precision model as a float32 copy
             (default); False converts it as it is.
+        sequence_length: Fix every input of unknown length (shape
+            `(batch, None)`: token ids, a padding mask) to this many
+            positions. Without it such inputs stay open and LiteRT resizes
+            them per call; a phone's GPU delegate, a recurrent layer or a
+            fixed generation window wants them fixed.
 
     Returns:
         The flatbuffer bytes.
@@ -77,8 +94,10 @@ def convert(
     """
     check_quantization(quantization, representative_data)
     validation.check_integer(calibration_samples, "calibration_samples", minimum=1)
-    specs, structure = input_specs.of_model(_check_model(model), representative_data)
-    samples = check_representative_data(model, representative_data)
+    specs, structure = _specs(model, representative_data, sequence_length)
+    samples = check_representative_data(model, representative_data, sequence_length)
+    if sequence_length is not None:
+        _check_runs_at_length(model, specs, structure, sequence_length)
     model, batch = convertible.prepare(model, specs, quantization, float32_copy)
     function = _serving_function(model, specs, structure, batch)
     # Without a trackable object the converter freezes variables into
@@ -103,19 +122,23 @@ def convert(
         with quiet.native_logs():
             flatbuffer = converter.convert()
     except Exception as error:  # noqa: BLE001 - the converter raises many kinds
-        raise _conversion_error(error, select_tf_ops) from error
+        raise _conversion_error(error, select_tf_ops, specs) from error
     if quantization == "int8":
         _check_int8(flatbuffer)
     return flatbuffer
 
 
-def check_representative_data(model, representative_data) -> list | None:
+def check_representative_data(
+    model, representative_data, sequence_length: int | None = None
+) -> list | None:
     """Checks typical inputs against `model`'s inputs; one array per input.
 
     Args:
         model: The Keras model to export.
         representative_data: An array, a list in the model's input order, a
             dict keyed by input name (Python lists are read as arrays), or None.
+        sequence_length: The fixed length of the file's open inputs, if any
+            (see `convert`): the data must have it.
 
     Returns:
         The checked arrays in the model's input order, or None for None.
@@ -126,7 +149,7 @@ def check_representative_data(model, representative_data) -> list | None:
     """
     if representative_data is None:
         return None
-    specs, _ = input_specs.of_model(_check_model(model), representative_data)
+    specs, _ = _specs(model, representative_data, sequence_length)
     return input_specs.arrange(representative_data, specs, "representative_data")
 
 
@@ -154,7 +177,7 @@ def to_tflite(
         representative_data: Typical inputs (array, list or dict); required
             for "int8".
         **kwargs: `int8_io`, `select_tf_ops`, `calibration_samples`,
-            `float32_copy` (see `convert`).
+            `float32_copy`, `sequence_length` (see `convert`).
 
     Returns:
         A dict with `path`, `quantization`, `size_bytes`, `gzip_size_bytes`.
@@ -230,6 +253,32 @@ def _check_model(model):
     return model
 
 
+def _specs(model, sample, sequence_length):
+    specs, structure = input_specs.of_model(_check_model(model), sample)
+    if sequence_length is not None:
+        specs = input_specs.with_sequence_length(specs, sequence_length)
+    return specs, structure
+
+
+def _check_runs_at_length(model, specs, structure, sequence_length) -> None:
+    """One call on zeros of the fixed shape: a length the model cannot take
+    (past a position embedding's end, say) fails here in one line, not deep
+    in the converter."""
+    if any(d is None for s in specs for d in s.shape[1:]):
+        return
+    zeros = [np.zeros((1, *s.shape[1:]), s.dtype) for s in specs]
+    try:
+        model(tf.nest.pack_sequence_as(structure, zeros), training=False)
+    except Exception as error:  # noqa: BLE001 - any layer may refuse the length
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else ""
+        raise ValueError(
+            f"Invalid value for argument `sequence_length`: the model does not run on "
+            f"{sequence_length} positions ({type(error).__name__}: {reason}). Choose the "
+            "length of the data it is used on, at most the positions it can embed (a "
+            "keras-hub model's max_sequence_length)."
+        ) from None
+
+
 def _tensor_specs(specs, batch):
     return [tf.TensorSpec((batch, *s.shape[1:]), s.dtype, name=s.name) for s in specs]
 
@@ -276,9 +325,11 @@ def _check_int8(flatbuffer: bytes) -> None:
             continue
         touched = [floats[i] for i in (*op["inputs"], *op["outputs"]) if i in floats]
         if touched:
+            # The op's output tensor carries the Keras layer's path in its name.
+            where = floats.get(op["outputs"][0], touched[0]) if len(op["outputs"]) else touched[0]
             raise ValueError(
                 f'The quantization="int8" conversion left the {op["op_name"]} op on float '
-                f"tensors (e.g. {touched[0]!r}), so the file is not an int8 model and was "
+                f"tensors (in {where!r}), so the file is not an int8 model and was "
                 "not written. Either the representative data gave the calibrator no "
                 "ranges (pass a few hundred finite training inputs), or TFLite has no "
                 f"int8 kernel for {op['op_name']} here (e.g. a masked LSTM): then choose "
@@ -286,7 +337,7 @@ def _check_int8(flatbuffer: bytes) -> None:
             )
 
 
-def _conversion_error(error, select_tf_ops) -> Exception:
+def _conversion_error(error, select_tf_ops, specs) -> Exception:
     message = str(error)
     listed = re.search(r"TF Select ops: ([\w, ]+)", message)
     if listed:
@@ -303,9 +354,18 @@ def _conversion_error(error, select_tf_ops) -> Exception:
         )
     if not select_tf_ops and ("not supported" in message or ops):
         names = ", ".join(ops) if ops else "(see the converter message below)"
+        open_length = [s.name for s in specs if len(s.shape) >= 2 and s.shape[1] is None]
+        # Ops on a tensor of unknown length (a slice, a reshape) often lower to
+        # builtins once the length is known.
+        length_hint = (
+            f"The inputs {open_length} have an unknown length: first try a fixed one, "
+            "sequence_length=N (the positions of your data). "
+            if open_length
+            else ""
+        )
         return ValueError(
             f"The TFLite converter cannot lower these TensorFlow ops to TFLite "
-            f"builtins: {names}. Replace them in the model, or convert with "
+            f"builtins: {names}. {length_hint}Replace them in the model, or convert with "
             "select_tf_ops=True (adds tf.lite.OpsSet.SELECT_TF_OPS; the app then "
             "needs the TFLite Flex delegate).\nConverter message: " + message[:2000]
         )

@@ -16,7 +16,7 @@ import dataclasses
 
 import numpy as np
 
-from kdistill import data_contract
+from kdistill import data_contract, validation
 from kdistill.backend import tf
 
 
@@ -133,6 +133,46 @@ def arrange(x, specs: list[InputSpec], argument: str) -> list[np.ndarray]:
             "Pass the same samples to every input."
         )
     return arrays
+
+
+def with_sequence_length(specs: list[InputSpec], sequence_length: int) -> list[InputSpec]:
+    """The specs with every input of unknown length fixed to `sequence_length`.
+
+    A sequence model (token ids, a padding mask) usually takes inputs of
+    shape `(batch, None)`; a file for a phone, a GPU delegate or int8 wants
+    them fixed. Every input whose second dimension is unknown gets
+    `sequence_length`; inputs of a known shape keep it.
+
+    Args:
+        specs: The model's inputs (`of_model`).
+        sequence_length: The positions per sample in the file (>= 1).
+
+    Returns:
+        The new specs, in the same order.
+
+    Raises:
+        ValueError: For a length that is not a positive integer, or a model
+            none of whose inputs has an unknown length.
+
+    Example:
+        >>> spec = InputSpec("token_ids", (None, None), np.dtype("int32"))
+        >>> with_sequence_length([spec], 16)[0].shape
+        (None, 16)
+    """
+    validation.check_integer(sequence_length, "sequence_length", minimum=1)
+    open_length = [len(s.shape) >= 2 and s.shape[1] is None for s in specs]
+    if not any(open_length):
+        shapes = ", ".join(f"{s.name!r}: {format_shape(s.shape)}" for s in specs)
+        raise ValueError(
+            f"Invalid value for argument `sequence_length`: the model's inputs have a "
+            f"fixed length already ({shapes}); sequence_length fixes inputs of unknown "
+            f"length, shape (None, None). Leave sequence_length=None. Received: "
+            f"sequence_length={sequence_length}"
+        )
+    return [
+        dataclasses.replace(s, shape=(None, sequence_length, *s.shape[2:])) if is_open else s
+        for s, is_open in zip(specs, open_length)
+    ]
 
 
 def format_shape(shape) -> str:

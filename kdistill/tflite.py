@@ -15,7 +15,9 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 import time
+import warnings
 
 import numpy as np
 
@@ -40,7 +42,10 @@ class TFLiteModel:
     """A `.tflite` model run by the LiteRT interpreter on float inputs.
 
     Handles quantized inputs and outputs itself (scale and zero point), so
-    callers pass and receive float arrays whatever the quantization. Inputs
+    callers pass and receive float arrays whatever the quantization. A file
+    with TensorFlow (Flex) ops, from `select_tf_ops=True`, is run by
+    TensorFlow's interpreter where that one has the Flex delegate linked in
+    (LiteRT's Python wheel has none); elsewhere it is refused with the fix. Inputs
     are matched to the file's input tensors by name: pass an array (one
     input), a list in the model's input order, or a dict keyed by input name.
     A file with a fixed batch size (recurrent models) is run in batches of
@@ -53,18 +58,7 @@ class TFLiteModel:
 
     def __init__(self, model, num_threads: int = 1):
         self.content = _read_flatbuffer(model)
-        interpreter_class = _interpreter_class()
-        try:
-            with quiet.native_logs():  # the XNNPACK delegate announces itself
-                self._interpreter = interpreter_class(
-                    model_content=self.content, num_threads=num_threads
-                )
-                self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as error:
-            raise ValueError(
-                f"The TFLite model {_describe(model)} could not be loaded ({error}). The "
-                "file is corrupt or truncated: export it again with kdistill.export.to_tflite."
-            ) from error
+        self._interpreter = _loaded(self.content, num_threads, model)
         output_count = len(self._interpreter.get_output_details())
         if output_count != 1:
             raise ValueError(
@@ -222,20 +216,32 @@ def evaluate_tflite(
     reference_logits=None,
     latency_samples: int = 200,
     num_threads: int = 1,
+    sample_weight=None,
 ) -> dict:
     """Runs a `.tflite` model and reports accuracy, size and latency.
+
+    A model with an output per position (a language model's logits of shape
+    `(n, positions, vocabulary)`, a token classifier, a segmentation head)
+    is scored per position: `y` then holds one class id per position, and
+    accuracy and agreement are the shares of positions right. A padding mask
+    passed as `sample_weight` leaves the padded positions out.
 
     Args:
         model: Path to a `.tflite` file, or its bytes.
         x: Test inputs, as the Keras model takes them: an array, a list in
             the model's input order, or a dict keyed by input name.
-        y: Integer class ids of shape `(n,)`; gives `accuracy`. (For one-hot
-            labels pass `np.argmax(y, 1)`.)
+        y: Integer class ids, one per output row: shape `(n,)` for a
+            classifier, `(n, positions...)` for per-position outputs; gives
+            `accuracy`. (For one-hot labels pass `np.argmax(y, -1)`.)
         reference_logits: Outputs of a reference (the Keras student or the
             teacher) on `x`; gives `agreement`, the top-1 match rate.
         latency_samples: Samples timed one by one for latency; 0 skips the
             timing (no latency keys in the report).
         num_threads: Interpreter threads.
+        sample_weight: Weights of shape `(n,)` or, for per-position
+            outputs, `(n, positions...)` (e.g. `x["padding_mask"]`):
+            accuracy and agreement become weighted means, so a position of
+            weight 0 counts for nothing.
 
     Returns:
         A dict with `size_bytes`, `gzip_size_bytes`, `latency_ms_median`,
@@ -243,19 +249,22 @@ def evaluate_tflite(
 
     Example:
         >>> report = evaluate_tflite("student_int8.tflite", x_test, y_test)
+        >>> evaluate_tflite("lm.tflite", {"token_ids": ids, "padding_mask": mask},
+        ...                 next_ids, sample_weight=mask)["accuracy"]
     """
     validation.check_integer(latency_samples, "latency_samples", minimum=0)
     runner = TFLiteModel(model, num_threads=num_threads)
     arrays = runner.arrange(x)
-    count = len(arrays[0])
     outputs = runner.predict(arrays)
     report = {
         "size_bytes": len(runner.content),
         "gzip_size_bytes": gzip_size(runner.content),
     }
+    weights = _weights(sample_weight, outputs.shape)
+    predicted = np.argmax(outputs, -1)
     if y is not None:
-        labels = _class_ids(y, count, outputs.shape[-1])
-        report["accuracy"] = float(np.mean(np.argmax(outputs, -1) == labels))
+        labels = _class_ids(y, outputs.shape)
+        report["accuracy"] = _weighted_mean(predicted == labels, weights)
     if reference_logits is not None:
         reference = np.asarray(reference_logits)
         if reference.shape != outputs.shape:
@@ -264,7 +273,7 @@ def evaluate_tflite(
                 f"model's outputs on `x`, of shape {outputs.shape}. Received shape "
                 f"{reference.shape}. Pass reference.predict(x)."
             )
-        report["agreement"] = float(np.mean(np.argmax(outputs, -1) == np.argmax(reference, -1)))
+        report["agreement"] = _weighted_mean(predicted == np.argmax(reference, -1), weights)
     if latency_samples:
         timings = runner.latency_ms(arrays, samples=latency_samples)
         report["latency_ms_median"] = float(np.median(timings))
@@ -298,16 +307,98 @@ def _padded(array: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], size - len(array), axis=0)])
 
 
-def _class_ids(y, count: int, classes: int) -> np.ndarray:
-    y = data_contract.check_class_labels(y, classes, "y")
-    if y.ndim == 2:
-        y = y[:, 0]
-    if y.ndim != 1 or len(y) != count:
+def _class_ids(y, output_shape) -> np.ndarray:
+    classes = output_shape[-1]
+    expected = tuple(output_shape[:-1])
+    if len(expected) == 1:  # a classifier: one label per sample
+        y = data_contract.check_class_labels(y, classes, "y")
+        if y.ndim == 2:
+            y = y[:, 0]
+    else:
+        y = data_contract.as_array(y, "y")
+        if y.shape == (*expected, 1):
+            y = y[..., 0]
+        if y.shape == tuple(output_shape):
+            raise ValueError(
+                f"Invalid value for argument `y`: the labels look one-hot (shape "
+                f"{y.shape}), but class indices are expected, one per position. Pass "
+                "y.argmax(-1)."
+            )
+        if y.shape == expected:
+            y = data_contract.check_class_labels(y.reshape(-1), classes, "y").reshape(expected)
+    if y.shape != expected:
+        per = "input" if len(expected) == 1 else "position"
         raise ValueError(
-            f"Invalid value for argument `y`: it has shape {y.shape} for {count} inputs. "
-            f"Expected one integer class id per input, shape ({count},)."
+            f"Invalid value for argument `y`: it has shape {y.shape} for outputs of shape "
+            f"{tuple(output_shape)}. Expected one integer class id per {per}, shape "
+            f"{expected}."
         )
     return y.astype(np.int64)
+
+
+def _weights(sample_weight, output_shape) -> np.ndarray | None:
+    """Weights broadcastable against the argmax of outputs of `output_shape`."""
+    if sample_weight is None:
+        return None
+    weights = data_contract.check_sample_weight(sample_weight, output_shape[0])
+    rows = tuple(output_shape[:-1])
+    if weights.shape == (*rows, 1) and len(rows) > 1:
+        weights = weights[..., 0]
+    if weights.shape == rows:
+        return weights.astype(np.float64)
+    if weights.shape in ((rows[0],), (rows[0], 1)):  # one weight per sample
+        return weights.reshape((rows[0],) + (1,) * (len(rows) - 1)).astype(np.float64)
+    per_position = f", or one per position, shape {rows} (e.g. the padding mask)"
+    raise ValueError(
+        f"Invalid value for argument `sample_weight`: it has shape {weights.shape} for "
+        f"outputs of shape {tuple(output_shape)}. Expected one weight per sample, shape "
+        f"({rows[0]},){per_position if len(rows) > 1 else ''}."
+    )
+
+
+def _weighted_mean(correct: np.ndarray, weights) -> float:
+    if weights is None:
+        return float(np.mean(correct))
+    weights = np.broadcast_to(weights, correct.shape)
+    return float(np.sum(correct * weights) / np.sum(weights))
+
+
+_SELECT_TF_OPS = "Select TensorFlow op"
+
+
+def _loaded(content: bytes, num_threads: int, model):
+    """An allocated interpreter for `content`: LiteRT's, or for a file with
+    TensorFlow (Flex) ops, TensorFlow's where it has the Flex delegate."""
+    try:
+        return _allocated(_interpreter_class(), content, num_threads)
+    except (ValueError, RuntimeError) as error:
+        if _SELECT_TF_OPS not in str(error):
+            raise ValueError(
+                f"The TFLite model {_describe(model)} could not be loaded ({error}). The "
+                "file is corrupt or truncated: export it again with kdistill.export.to_tflite."
+            ) from error
+    try:
+        return _allocated(tf.lite.Interpreter, content, num_threads)
+    except (ValueError, RuntimeError) as error:
+        ops = ", ".join(sorted({op.decode() for op in re.findall(rb"Flex(\w+)", content)}))
+        raise ValueError(
+            f"The TFLite model {_describe(model)} holds TensorFlow ops that TFLite's "
+            f"builtins lack (Flex ops: {ops or 'see the file'}), and "
+            "neither LiteRT nor TensorFlow's interpreter here has the Flex delegate that "
+            "runs them (an app needs the select-TF-ops library too). Export the model "
+            "without select_tf_ops=True: for a sequence model, fix its length first "
+            "(kdistill.export.to_tflite(model, path, sequence_length=...)); otherwise "
+            "replace the ops in the model."
+        ) from error
+
+
+def _allocated(interpreter_class, content: bytes, num_threads: int):
+    with quiet.native_logs(), warnings.catch_warnings():
+        # The XNNPACK delegate announces itself; tf.lite.Interpreter warns of its end.
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = interpreter_class(model_content=content, num_threads=num_threads)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def _read_flatbuffer(model) -> bytes:

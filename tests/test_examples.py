@@ -77,3 +77,16 @@ def test_compare_strategies_example_prints_the_front_and_a_recommendation(tmp_pa
     assert "on the Pareto front" in result.stdout
     assert ("Ship " in result.stdout) or ("No strategy meets the budget" in result.stdout)
     assert (tmp_path / "run" / "report.md").exists()
+
+
+@pytest.mark.slow
+def test_generate_with_tflite_continues_the_zen_of_python_from_the_file(tmp_path):
+    result = run_example("generate_with_tflite.py", "--output_dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    agreement = next(line for line in lines if "agrees with Keras on" in line)
+    assert float(agreement.split("agrees with Keras on ")[1].split("%")[0]) >= 99.0
+    # The model learned the text: the file continues the first line as Tim Peters wrote it.
+    generated = lines[lines.index("generated from the .tflite file:") + 1]
+    assert generated == "Beautiful is better than ugly."
+    assert (tmp_path / "char_lm.tflite").stat().st_size > 0
