@@ -234,7 +234,7 @@ def take(x, index):
 
 def _check_npz(path, arrays):
     """The data contract on an .npz's arrays; each message names file and key."""
-    from kdistill import data_contract  # imports TensorFlow: only when a file is read
+    from kdistill import data_contract, label_checks  # imports TensorFlow: only when a file is read
 
     with _naming(path):
         for key in ("x_train", "x_test"):
@@ -247,9 +247,9 @@ def _check_npz(path, arrays):
                     f"Invalid value for argument `{key}`: the labels look one-hot (shape "
                     f"{labels.shape}). Save class indices instead: {key}.argmax(-1)."
                 )
-            data_contract.check_class_labels(labels, None, key)
+            label_checks.check_class_labels(labels, None, key)
             if labels.size and labels.min() < 0:
-                data_contract.check_class_labels(labels, int(labels.max()) + 1, key)
+                label_checks.check_class_labels(labels, int(labels.max()) + 1, key)
         classes = int(arrays["y_train"].max()) + 1 if arrays["y_train"].size else 0
         test = arrays["y_test"].reshape(-1)
         unseen = np.flatnonzero(test >= classes)

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from kdistill import data_contract, input_specs, quiet, validation
+from kdistill import data_contract, input_specs, label_checks, quiet, validation
 from kdistill.backend import tf
 from kdistill.export import gzip_size
 from kdistill.input_specs import InputSpec
@@ -311,7 +311,7 @@ def _class_ids(y, output_shape) -> np.ndarray:
     classes = output_shape[-1]
     expected = tuple(output_shape[:-1])
     if len(expected) == 1:  # a classifier: one label per sample
-        y = data_contract.check_class_labels(y, classes, "y")
+        y = label_checks.check_class_labels(y, classes, "y")
         if y.ndim == 2:
             y = y[:, 0]
     else:
@@ -325,7 +325,7 @@ def _class_ids(y, output_shape) -> np.ndarray:
                 "y.argmax(-1)."
             )
         if y.shape == expected:
-            y = data_contract.check_class_labels(y.reshape(-1), classes, "y").reshape(expected)
+            y = label_checks.check_class_labels(y.reshape(-1), classes, "y").reshape(expected)
     if y.shape != expected:
         per = "input" if len(expected) == 1 else "position"
         raise ValueError(
@@ -340,7 +340,7 @@ def _weights(sample_weight, output_shape) -> np.ndarray | None:
     """Weights broadcastable against the argmax of outputs of `output_shape`."""
     if sample_weight is None:
         return None
-    weights = data_contract.check_sample_weight(sample_weight, output_shape[0])
+    weights = label_checks.check_sample_weight(sample_weight, output_shape[0])
     rows = tuple(output_shape[:-1])
     if weights.shape == (*rows, 1) and len(rows) > 1:
         weights = weights[..., 0]

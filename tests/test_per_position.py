@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from kdistill import Distiller, cache_teacher_outputs, data_contract, objective, offline_targets
+from kdistill import Distiller, cache_teacher_outputs, label_checks, objective, offline_targets
 from kdistill.backend import keras, tf
 from kdistill.losses import DecoupledKD, LogitMSE, SoftTargetKD
 
@@ -150,8 +150,8 @@ def test_labels_per_position_are_class_indices_and_one_hot_ones_are_refused():
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
         distiller.fit(ids, labels + 1, epochs=1, verbose=0)
     # (batch, 6) labels are one-hot for an output (batch, 6), indices for (batch, 6, 4).
-    assert data_contract.looks_one_hot(labels, output_rank=2)
-    assert not data_contract.looks_one_hot(labels, output_rank=3)
+    assert label_checks.looks_one_hot(labels, output_rank=2)
+    assert not label_checks.looks_one_hot(labels, output_rank=3)
 
 
 def test_weights_of_another_shape_than_the_labels_are_refused():

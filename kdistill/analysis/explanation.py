@@ -173,7 +173,7 @@ def explain_outputs(
         >>> result = explain_outputs(teacher_logits, student_logits, y_test)
         >>> result.summary()["classes_lost"]
     """
-    from kdistill import data_contract  # loads TensorFlow: only when called
+    from kdistill import data_contract, label_checks  # loads TensorFlow: only when called
 
     teacher = check_outputs(teacher_outputs, "teacher_outputs")
     student = check_outputs(student_outputs, "student_outputs")
@@ -191,7 +191,7 @@ def explain_outputs(
     for array, name in ((teacher, "teacher_outputs"), (student, "student_outputs")):
         data_contract.check_finite(array, name)
     classes = teacher.shape[-1]
-    labels = data_contract.check_class_labels(labels, classes, "labels").reshape(-1)
+    labels = label_checks.check_class_labels(labels, classes, "labels").reshape(-1)
     if len(labels) != len(teacher):
         raise ValueError(
             f"Invalid value for argument `labels`: {len(labels)} labels for {len(teacher)} "

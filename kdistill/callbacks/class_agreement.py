@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from kdistill import data_contract, validation
+from kdistill import label_checks, validation
 from kdistill.analysis import explanation, metrics
 from kdistill.backend import keras
 
@@ -65,7 +65,7 @@ class ClassAgreementAndCalibration(keras.callbacks.Callback):
                 f"{type(validation_data).__name__}."
             )
         self.x, labels = validation_data
-        self.labels = data_contract.check_class_labels(labels, None, "validation_data").reshape(-1)
+        self.labels = label_checks.check_class_labels(labels, None, "validation_data").reshape(-1)
         self.teacher = teacher
         self.class_names = class_names
         self.bins = validation.check_integer(bins, "bins", minimum=1)
@@ -99,7 +99,7 @@ class ClassAgreementAndCalibration(keras.callbacks.Callback):
                 "validation_data's inputs."
             )
         classes = outputs.shape[-1]
-        data_contract.check_class_labels(self.labels, classes, "validation_data")
+        label_checks.check_class_labels(self.labels, classes, "validation_data")
         self._teacher_predictions = outputs.argmax(-1)
         names = explanation.check_class_names(self.class_names, classes)
         self._keys = [
