@@ -61,21 +61,25 @@ VALIDATION_FILES = ("shutil.py", "textwrap.py")
 VOCABULARY = 256
 DILATIONS = (1, 2, 4, 8, 16, 32)  # kernel 2: each position sees the 64 bytes before it
 
-flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
-flags.DEFINE_integer("length", 64, "Positions per training sequence (and the exported window).")
-flags.DEFINE_integer("train_bytes", 0, "Bytes of the training files used (0: all).")
-flags.DEFINE_integer("validation_bytes", 0, "Bytes of the validation files used (0: all).")
-flags.DEFINE_integer("teacher_width", 128, "Width of the teacher's blocks.")
-flags.DEFINE_integer("student_width", 32, "Width of the student's blocks.")
-flags.DEFINE_integer("teacher_epochs", 8, "Teacher training epochs.")
-flags.DEFINE_integer("student_epochs", 5, "Epochs of every student row.")
-flags.DEFINE_integer("batch_size", 64, "Sequences per batch.")
-flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
-flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled rows.")
-flags.DEFINE_list("top_k", ["8", "32"], "k of the top-k offline rows.")
-flags.DEFINE_list("seeds", ["1", "2"], "Student seeds: every row is trained once per seed.")
-flags.DEFINE_list("rows", None, "Only these student rows (default: all).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """Defines the flags; only when run as a script, so tests can import the measures."""
+    flags.DEFINE_boolean("smoke", False, "Tiny sizes: checks the script runs.")
+    flags.DEFINE_integer("length", 64, "Positions per training sequence (and the exported window).")
+    flags.DEFINE_integer("train_bytes", 0, "Bytes of the training files used (0: all).")
+    flags.DEFINE_integer("validation_bytes", 0, "Bytes of the validation files used (0: all).")
+    flags.DEFINE_integer("teacher_width", 128, "Width of the teacher's blocks.")
+    flags.DEFINE_integer("student_width", 32, "Width of the student's blocks.")
+    flags.DEFINE_integer("teacher_epochs", 8, "Teacher training epochs.")
+    flags.DEFINE_integer("student_epochs", 5, "Epochs of every student row.")
+    flags.DEFINE_integer("batch_size", 64, "Sequences per batch.")
+    flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
+    flags.DEFINE_float("alpha", 0.5, "Weight of the label loss in the distilled rows.")
+    flags.DEFINE_list("top_k", ["8", "32"], "k of the top-k offline rows.")
+    flags.DEFINE_list("seeds", ["1", "2"], "Student seeds: every row is trained once per seed.")
+    flags.DEFINE_list("rows", None, "Only these student rows (default: all).")
 
 
 def stdlib_corpus(files, limit: int) -> tuple[bytes, dict]:
@@ -368,4 +372,5 @@ def _uptime() -> str:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
