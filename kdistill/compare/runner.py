@@ -30,8 +30,8 @@ import numpy as np
 
 from kdistill import atomic, backend, data, export, models, saving, tflite, training, validation
 from kdistill.backend import keras, tf
-from kdistill.callbacks import EpochProgress
-from kdistill.compare import jobs, pareto, report, run_directory, strategies
+from kdistill.callbacks import EpochProgress, ValidationAccuracyStopping
+from kdistill.compare import jobs, pareto, report, run_directory, search, strategies, teacher_cache
 from kdistill.offline import cache_teacher_outputs
 
 
@@ -44,12 +44,19 @@ class CompareResult:
         teacher: The teacher's measurements (float32 TFLite).
         recommendation: See `kdistill.compare.pareto.recommend`.
         output_dir: Where the files are.
+        hundredfold: See `kdistill.compare.pareto.smallest_within` (100x
+            smaller than the teacher's float32 file, within 1 point).
+        timings: Wall seconds by part: "teacher" (training or loading it),
+            "students" (probes and training), "export" (conversion and
+            measurement of every file), "total".
     """
 
     records: list
     teacher: dict
     recommendation: dict
     output_dir: str
+    hundredfold: dict = dataclasses.field(default_factory=dict)
+    timings: dict = dataclasses.field(default_factory=dict)
 
 
 def run(
@@ -63,8 +70,8 @@ def run(
     budget: pareto.Budget | None = None,
     output_dir: str | None = None,
     resume: str | None = None,
-    epochs: int = 30,
-    teacher_epochs: int = 40,
+    epochs: int | None = None,
+    teacher_epochs: int | None = None,
     seed: int = 0,
     max_train: int | None = None,
     latency_samples: int = 100,
@@ -74,6 +81,10 @@ def run(
     overwrite: bool = False,
     batch_size: int = 32,
     learning_rate: float = 1e-2,
+    search_mode: str = "halving",
+    patience: int = 3,
+    teacher_cache_dir: str | None = None,
+    retrain_teacher: bool = False,
 ) -> CompareResult:
     """Runs the strategies and writes results, report and plot.
 
@@ -99,8 +110,10 @@ def run(
             strategies may be added, and the budget, `workers`,
             `latency_samples` and `verbose` may change. `output_dir`, if
             given, must be the same directory.
-        epochs: Student training epochs.
-        teacher_epochs: Epochs of the built-in teacher.
+        epochs: Student training epochs (default: 30, or 15 for 10,000
+            training samples and more; see `training.default_epochs`).
+        teacher_epochs: Epochs of the built-in teacher (default: 40, or 15
+            for 10,000 training samples and more).
         seed: First seed; repeat i uses seed + i.
         max_train: Use at most this many training samples.
         latency_samples: Samples timed for latency.
@@ -117,6 +130,20 @@ def run(
             teacher and models are deleted first).
         batch_size: Batch size of the students.
         learning_rate: Adam learning rate of the students.
+        search_mode: "halving" (default): every training job first trains
+            for a quarter of the epochs, and only those that can still reach
+            the Pareto front on validation accuracy continue (see
+            `kdistill.compare.search`); students stop early after `patience`
+            epochs without a gain in validation accuracy. "exhaustive":
+            every strategy trains for all epochs. Runs of under 8 epochs
+            (or of one training job) are not halved.
+        patience: Early-stopping patience of the students (halving only).
+        teacher_cache_dir: A folder of built-in teachers trained by earlier
+            runs (see `kdistill.compare.teacher_cache`): one trained on the
+            same data, architecture, epochs and seed is loaded instead of
+            trained, and a newly trained one is stored. None: no cache.
+        retrain_teacher: Train the built-in teacher even when the cache
+            holds it (and replace the cached one).
 
     Returns:
         A `CompareResult`.
@@ -131,7 +158,14 @@ def run(
     started = time.perf_counter()
     names, out = _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite)
     for value, name in ((epochs, "epochs"), (teacher_epochs, "teacher_epochs")):
-        validation.check_integer(value, name, minimum=1)
+        if value is not None:
+            validation.check_integer(value, name, minimum=1)
+    if search_mode not in SEARCH_MODES:
+        raise ValueError(
+            f"Invalid value for argument `search_mode`. Expected one of {', '.join(SEARCH_MODES)}. "
+            f"Received: search_mode={search_mode!r}"
+        )
+    validation.check_integer(patience, "patience", minimum=1)
     validation.check_integer(batch_size, "batch_size", minimum=1)
     validation.check_positive(learning_rate, "learning_rate")
     validation.check_integer(latency_samples, "latency_samples", minimum=1)
@@ -145,6 +179,8 @@ def run(
     with atomic.run_directory_lock(out):  # one writer per run directory
         run_directory.check_run_directory(out, resume, overwrite)
         split = data.load(dataset, data_path, seed=seed, max_train=max_train)
+        epochs = epochs or training.default_epochs(len(split.y_train))
+        teacher_epochs = teacher_epochs or training.default_epochs(len(split.y_train), teacher=True)
         say = print if verbose else (lambda *a, **k: None)
         for given in (teacher, student):
             if isinstance(given, str) and not os.path.isfile(given):
@@ -162,12 +198,25 @@ def run(
             batch_size=batch_size,
             learning_rate=learning_rate,
         )
+        defining["search"] = search_mode if search_mode == "exhaustive" else f"halving, {patience}"
         if overwrite:
             run_directory.clear_run(out, say)
         run_directory.store_settings(out, defining, names, resume)
 
-        teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
+        teacher_model, teacher_training = _teacher(
+            teacher,
+            split,
+            out,
+            teacher_epochs,
+            seed,
+            unsafe_load,
+            say,
+            (teacher_cache_dir, retrain_teacher),
+        )
+        timings = {"teacher": time.perf_counter() - started}
         teacher_record = _measure_teacher(teacher_model, split, latency_samples, say)
+        timings["export"] = time.perf_counter() - started - timings["teacher"]
+        teacher_record["training"] = teacher_training
         context = jobs.Context(
             split=split,
             teacher=teacher_model,
@@ -183,15 +232,19 @@ def run(
             verbose=verbose,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            patience=patience if search_mode == "halving" else None,
         )
         records, units = _units(context, names, out, resume, say)
         os.makedirs(context.models_dir, exist_ok=True)
+        searched = {}
+        if search_mode == "halving":
+            units, searched = _halve(context, units, records, out, say, timings)
         runner = context
         if workers > 1 and units:
             given = dict(teacher=teacher, student=student, student_widths=student_widths)
             runner = _worker_setup(context, out, given, unsafe_load, dataset, data_path, max_train)
             say(f"Running {len(units)} strategies in {workers} worker processes ...", flush=True)
-        _run_units(runner, units, workers, records, out, started, say)
+        _run_units(runner, units, workers, records, out, started, say, searched, timings)
         if runner is not context:
             os.remove(runner.teacher_outputs_path)
 
@@ -204,13 +257,103 @@ def run(
             "students": ", ".join(context.architectures),
             "workers": workers,
             "epochs": epochs,
+            "search": _describe_search(search_mode, context),
             "batch size, learning rate": f"{batch_size}, {learning_rate:g}",
             "repeats": repeats,
             "seeds": ", ".join(str(seed + i) for i in range(repeats)),
             "budget": budget.describe(),
         }
-        recommendation = _finish(out, records, teacher_record, budget, settings, started, say)
-        return CompareResult(records, teacher_record, recommendation, out)
+        recommendation, hundredfold = _finish(
+            out, records, teacher_record, budget, settings, started, say
+        )
+        timings["total"] = time.perf_counter() - started
+        timings = {key: round(value, 1) for key, value in timings.items()}
+        return CompareResult(records, teacher_record, recommendation, out, hundredfold, timings)
+
+
+SEARCH_MODES = ("halving", "exhaustive")
+
+
+def _describe_search(search_mode, context) -> str:
+    probe = search.probe_epochs(context.epochs)
+    if search_mode == "exhaustive":
+        return "exhaustive (every strategy for all epochs)"
+    return (
+        f"successive halving (probe of {probe} epochs; runs under 8 epochs are not halved), "
+        f"early stopping after {context.patience} epochs without a gain in validation accuracy"
+    )
+
+
+def _halve(context, units, records, out, say, timings) -> tuple[list, dict]:
+    """The probe of successive halving: returns the units to continue and each unit's choice.
+
+    Trains every training job (units sharing a trained student) for a
+    quarter of the epochs, keeps the jobs that can still reach the front
+    (`search.kept`), records the dropped units (status "dropped") in
+    `records` and results.json.
+
+    Returns:
+        (the kept units, `{unit index in the kept list: the search's record}`).
+    """
+    probe_epochs = search.probe_epochs(context.epochs)
+    groups = jobs.group_units(units)
+    if not probe_epochs or len(groups) < 2:
+        return units, {}
+    say(
+        f"Probing {len(groups)} training jobs for {probe_epochs} of {context.epochs} epochs "
+        "(successive halving) ...",
+        flush=True,
+    )
+    probes, details = [], []
+    probes_started = time.perf_counter()
+    for group in groups:
+        label, strategy = units[group[0]]
+        began = time.perf_counter()
+        accuracy, params, summary = jobs.probe(context, strategy, label, probe_epochs)
+        key = f"{strategy.name} ({label})" if len(group) == 1 else f"{strategy.name}... ({label})"
+        sizes = [units[i][1].quantization for i in group]
+        probes.append(search.Probe(key, search.estimated_size(params, sizes), accuracy))
+        details.append({"probe_s": round(time.perf_counter() - began, 2), "probe": summary})
+        say(f"  probe {key}: validation accuracy {accuracy:.4f}", flush=True)
+    timings["probes"] = time.perf_counter() - probes_started
+    margin = search.margin(probes, len(context.split.y_val))
+    kept_keys = {p.key for p in search.kept(probes, margin)}
+    kept_units, searched = [], {}
+    for group, probe, detail in zip(groups, probes, details):
+        choice = {
+            "probe_epochs": probe_epochs,
+            "probe_val_accuracy": round(probe.val_accuracy, 5),
+            "estimated_size_bytes": probe.size,
+            "margin": round(margin, 5),
+            "kept": probe.key in kept_keys,
+            "reason": search.reason(probe, probes, margin),
+            "probe_s": detail["probe_s"],
+            "probe_val_history": detail["probe"]["val_history"],
+        }
+        for index in group:
+            label, strategy = units[index]
+            if choice["kept"]:
+                searched[len(kept_units)] = choice
+                kept_units.append(units[index])
+            else:
+                records.append(
+                    {
+                        "strategy": strategy.name,
+                        "student": label,
+                        "status": "dropped",
+                        "pareto": False,
+                        "seeds": [context.seed],
+                        "search": choice,
+                        "elapsed_s": detail["probe_s"] if index == group[0] else 0.0,
+                    }
+                )
+    report.write_results(out, records)
+    say(
+        f"Kept {len(kept_units)} of {len(units)} strategies ({len(kept_keys)} of {len(groups)} "
+        f"training jobs; margin {margin:.4f}).",
+        flush=True,
+    )
+    return kept_units, searched
 
 
 def _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite) -> tuple:
@@ -290,17 +433,22 @@ def _worker_setup(
     )
 
 
-def _run_units(runner, units, workers, records, out, started, say) -> None:
+def _run_units(runner, units, workers, records, out, started, say, searched, timings) -> None:
     """Runs the units (grouped into jobs) and writes results after each one.
 
     Finished records are appended to `records` in run order, whatever order
-    worker processes finish them in.
+    worker processes finish them in. `searched` holds the halving's choice
+    by unit index (added to the records); `timings` gains "students" and
+    "export" (the export's share is each record's `export_s`).
     """
     kept = len(records)
     order, unit_times = {}, []
+    units_started = time.perf_counter()
 
     def on_record(index, record):
         order[id(record)] = index
+        if index in searched:
+            record["search"] = searched[index]
         records.append(record)
         pareto.mark_pareto(records)
         report.write_results(out, records)
@@ -324,12 +472,18 @@ def _run_units(runner, units, workers, records, out, started, say) -> None:
     if units:
         jobs.run_jobs(runner, job_list, workers, on_record)
     records[kept:] = sorted(records[kept:], key=lambda r: order[id(r)])
+    export_s = sum(r.get("export_s", 0.0) for r in records[kept:])
+    timings["export"] = timings.get("export", 0.0) + export_s
+    timings["students"] = (
+        timings.get("probes", 0.0) + time.perf_counter() - units_started - export_s
+    )
 
 
 def _finish(out, records, teacher_record, budget, settings, started, say) -> dict:
     """Marks the front, recommends, and writes results, report, plot and front models."""
     pareto.mark_pareto(records)
     recommendation = pareto.recommend(records, budget)
+    hundredfold = pareto.smallest_within(records, teacher_record, ratio=100.0, points=1.0)
     report.write_results(out, records)
     _keep_front_models(os.path.join(out, "models"), records)
     settings = {
@@ -341,15 +495,16 @@ def _finish(out, records, teacher_record, budget, settings, started, say) -> dic
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "wall time": f"{time.perf_counter() - started:.0f}s",
     }
-    report.write_report(out, records, teacher_record, recommendation, settings)
+    report.write_report(out, records, teacher_record, recommendation, settings, hundredfold)
     report.plot(out, records, teacher_record)
     say("\n" + report.table(records, teacher_record))
     say(recommendation["message"])
+    say("100x question: " + hundredfold["message"])
     say(
         f"\nWrote {out}/results.json, results.csv, report.md, pareto.png "
         "and models/ (the Pareto front)."
     )
-    return recommendation
+    return recommendation, hundredfold
 
 
 def _model_path(model, default_path: str) -> str:
@@ -362,27 +517,71 @@ def _model_path(model, default_path: str) -> str:
     return default_path
 
 
-def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
-    """The given teacher, the one saved in `out`, or a built-in one trained here."""
+def _teacher(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
+    """The given teacher, the one saved in `out`, a cached one, or a built-in one trained here.
+
+    Args:
+        cache: (folder of cached teachers or None, whether to retrain anyway).
+
+    Returns:
+        (the teacher model, how it was obtained: a dict for the report).
+    """
     if isinstance(teacher, str):
-        return saving.load_model(teacher, unsafe=unsafe_load)
+        return saving.load_model(teacher, unsafe=unsafe_load), {"source": f"file {teacher}"}
     if teacher is not None:
         validation.check_model(teacher, "teacher")
-        return teacher
+        return teacher, {"source": "given model"}
     saved = os.path.join(out, "teacher.keras")
     if os.path.exists(saved):
         say(f"Using the teacher saved in {saved}.")
-        return saving.load_model(saved)
-    say(f"Training the built-in teacher ({epochs} epochs) ...", flush=True)
+        return saving.load_model(saved), {"source": f"saved in the run, {saved}"}
+    cache_dir, retrain = cache
     keras.utils.set_random_seed(seed)  # its initial weights too, whatever ran before
-    model = training.fit_supervised(
-        models.teacher_for(split.input_shape, split.num_classes),
-        split,
-        training.FitSettings(epochs=epochs, seed=seed),
-        callbacks=[EpochProgress("teacher", print_fn=lambda line: say(line, flush=True))],
+    architecture = models.teacher_for(split.input_shape, split.num_classes)
+    settings = training.teacher_settings(split, epochs, seed)
+    key = teacher_cache.teacher_key(split, architecture, epochs, seed, settings.lr_schedule)
+    entry = teacher_cache.lookup(cache_dir, key) if cache_dir else None
+    if entry and not retrain:
+        say(
+            f"Reusing the built-in teacher an earlier run trained on the same data "
+            f"({entry['path']}: {entry['epochs_run']} epochs in {entry['train_s']:.0f}s, "
+            f"validation accuracy {entry['val_accuracy']:.4f}). Pass --retrain_teacher to "
+            "train it again.",
+            flush=True,
+        )
+        model = saving.load_model(entry["path"])
+        _model_path(model, saved)
+        return model, {"source": "cache", **{k: v for k, v in entry.items() if k != "key"}}
+    say(
+        f"Training the built-in teacher ({epochs} epochs, stopping early if its validation "
+        "accuracy stops rising"
+        + (f"; it is kept in {cache_dir} for later runs on the same data" if cache_dir else "")
+        + ") ...",
+        flush=True,
     )
+    began = time.perf_counter()
+    stopping = ValidationAccuracyStopping(split.x_val, split.y_val, patience=TEACHER_PATIENCE)
+    model = training.fit_supervised(
+        architecture,
+        split,
+        settings,
+        callbacks=[stopping, EpochProgress("teacher", print_fn=lambda line: say(line, flush=True))],
+    )
+    summary = stopping.summary()
+    info = {
+        "source": "trained",
+        "train_s": round(time.perf_counter() - began, 1),
+        "epochs": epochs,
+        **{k: summary[k] for k in ("epochs_run", "stopped_early", "best_epoch", "val_accuracy")},
+    }
     _model_path(model, saved)
-    return model
+    if cache_dir:
+        info["path"] = teacher_cache.store(cache_dir, key, model, info)
+    return model, info
+
+
+TEACHER_PATIENCE = 3
+"""The built-in teacher stops after this many epochs without a validation gain."""
 
 
 def _keep_front_models(models_dir, records):
