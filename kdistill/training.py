@@ -75,6 +75,17 @@ def teacher_settings(split: Split, epochs: int, seed: int) -> FitSettings:
 
 def optimizer(settings: FitSettings, train_samples: int):
     """Adam at `settings.learning_rate`, decayed as `settings.lr_schedule` says."""
+    return keras.optimizers.Adam(learning_rate(settings, train_samples))
+
+
+def learning_rate(settings: FitSettings, train_samples: int):
+    """The learning rate of a run: a number, or a schedule of the step ("cosine").
+
+    Example:
+        >>> float(learning_rate(FitSettings(epochs=2, batch_size=10, lr_schedule="cosine",
+        ...                                 learning_rate=1.0), 100)(10))
+        0.5
+    """
     rate = settings.learning_rate
     if settings.lr_schedule == "cosine":
         steps = -(-train_samples // settings.batch_size) * settings.epochs
@@ -84,7 +95,7 @@ def optimizer(settings: FitSettings, train_samples: int):
             "Invalid value for argument `lr_schedule`. Expected 'constant' or 'cosine'. "
             f"Received: lr_schedule={settings.lr_schedule!r}"
         )
-    return keras.optimizers.Adam(rate)
+    return rate
 
 
 def fine_tuning(settings: FitSettings) -> FitSettings:

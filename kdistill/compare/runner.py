@@ -551,7 +551,7 @@ def _teacher(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tupl
         )
         model = saving.load_model(entry["path"])
         _model_path(model, saved)
-        return model, {"source": "cache", **{k: v for k, v in entry.items() if k != "key"}}
+        return model, {**{k: v for k, v in entry.items() if k != "key"}, "source": "cache"}
     say(
         f"Training the built-in teacher ({epochs} epochs, stopping early if its validation "
         "accuracy stops rising"
