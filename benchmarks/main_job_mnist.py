@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import common  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kdistill import compare  # noqa: E402
+from kdistill import atomic, compare  # noqa: E402
 
 flags.DEFINE_string("data_path", None, "MNIST-layout .npz (required unless --smoke).")
 flags.DEFINE_enum(
@@ -108,11 +108,13 @@ def compare_with_exhaustive(fast: dict, exhaustive: dict) -> dict:
     """The fast recommendation against the exhaustive one, in accuracy points."""
     mine, reference = fast["recommendation"], exhaustive["recommendation"]
     gap = (reference["accuracy"] - mine["accuracy"]) * 100
+
+    def named(record):
+        return f"{record['strategy']} ({record['student']}), accuracy {record['accuracy']:.4f}"
+
     return {
-        "fast": f"{mine['strategy']} ({mine['student']}), accuracy {mine['accuracy']:.4f}",
-        "exhaustive": (
-            f"{reference['strategy']} ({reference['student']}), accuracy {reference['accuracy']:.4f}"
-        ),
+        "fast": named(mine),
+        "exhaustive": named(reference),
         "same_strategy": (mine["strategy"], mine["student"])
         == (reference["strategy"], reference["student"]),
         "points_below_exhaustive": round(gap, 3),
@@ -167,16 +169,26 @@ def main(argv):
         "load averages).",
         **run,
     }
-    reference_path = os.path.join(common.RESULTS, FLAGS.output + "_exhaustive.json")
-    if FLAGS.mode == "fast" and os.path.exists(reference_path) and not FLAGS.smoke:
-        with open(reference_path) as f:
-            payload["against_exhaustive"] = compare_with_exhaustive(run, json.load(f))
-    path = common.write(FLAGS.output + suffix, payload, FLAGS.smoke)
+    common.write(FLAGS.output + suffix, payload, FLAGS.smoke)
     print(json.dumps({k: payload[k] for k in ("timings_s", "total_with_teacher_s")}, indent=1))
     print(result.hundredfold["message"])
-    if "against_exhaustive" in payload:
-        print(json.dumps(payload["against_exhaustive"], indent=1))
-    print(f"Wrote {path}")
+    if not FLAGS.smoke:
+        add_comparison(FLAGS.output)
+
+
+def add_comparison(name: str) -> None:
+    """Once both runs are recorded (in either order), adds the comparison to <name>.json."""
+    fast_path = os.path.join(common.RESULTS, name + ".json")
+    reference_path = os.path.join(common.RESULTS, name + "_exhaustive.json")
+    if not (os.path.exists(fast_path) and os.path.exists(reference_path)):
+        return
+    with open(fast_path) as f:
+        fast = json.load(f)
+    with open(reference_path) as f:
+        reference = json.load(f)
+    fast["against_exhaustive"] = compare_with_exhaustive(fast, reference)
+    atomic.write_text(fast_path, json.dumps(fast, indent=2, default=float))
+    print(json.dumps(fast["against_exhaustive"], indent=1))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ class FitSettings:
         seed: Seed for weights and shuffling.
         verbose: Keras verbosity (0 silent).
         lr_schedule: "constant", or "cosine" (decayed to 0 over the epochs).
+        schedule_epochs: The epochs the cosine decay spans (default
+            `epochs`): more than `epochs` trains the first epochs of a
+            longer run (the probe of `kdistill.compare.search`).
     """
 
     epochs: int = 20
@@ -36,6 +39,7 @@ class FitSettings:
     seed: int = 0
     verbose: int = 0
     lr_schedule: str = "constant"
+    schedule_epochs: int | None = None
 
 
 LARGE_DATASET = 10_000
@@ -47,17 +51,33 @@ def default_epochs(train_samples: int, teacher: bool = False) -> int:
     """The built-in number of epochs for a training set of this size.
 
     Small sets (digits: 1,437 samples) take 30 student and 40 teacher epochs;
-    large ones (MNIST: 54,000) 15 of each: as many steps as 500 digits
-    epochs, where MNIST's students and its teacher (with `teacher_settings`)
-    have stopped gaining (benchmarks/compression_frontier.py).
+    large ones (MNIST: 54,000) 10 student epochs (with `student_schedule`'s
+    cosine decay) and 15 teacher epochs (with `teacher_settings`): each
+    MNIST epoch is as many steps as 38 digits epochs, and there MNIST's
+    students and teacher have stopped gaining (benchmarks/main_job_mnist.py,
+    benchmarks/compression_frontier.py).
 
     Example:
-        >>> default_epochs(1437), default_epochs(54000, teacher=True)
-        (30, 15)
+        >>> default_epochs(1437), default_epochs(54000), default_epochs(54000, teacher=True)
+        (30, 10, 15)
     """
     if train_samples >= LARGE_DATASET:
-        return 15
+        return 15 if teacher else 10
     return 40 if teacher else 30
+
+
+def student_schedule(train_samples: int) -> str:
+    """The learning-rate schedule of `kdistill compare`'s students.
+
+    "cosine" (decayed to 0 over the run) for large datasets, whose few
+    epochs end at a rate too high to settle otherwise; "constant" for small
+    ones (digits keeps its measured defaults).
+
+    Example:
+        >>> student_schedule(1437), student_schedule(54000)
+        ('constant', 'cosine')
+    """
+    return "cosine" if train_samples >= LARGE_DATASET else "constant"
 
 
 def teacher_settings(split: Split, epochs: int, seed: int) -> FitSettings:
@@ -88,7 +108,8 @@ def learning_rate(settings: FitSettings, train_samples: int):
     """
     rate = settings.learning_rate
     if settings.lr_schedule == "cosine":
-        steps = -(-train_samples // settings.batch_size) * settings.epochs
+        epochs = settings.schedule_epochs or settings.epochs
+        steps = -(-train_samples // settings.batch_size) * epochs
         rate = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(steps, 1))
     elif settings.lr_schedule != "constant":
         raise ValueError(

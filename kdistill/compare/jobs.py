@@ -66,6 +66,8 @@ class Context:
             for this many epochs (restoring its best epoch); None trains
             every student for all `epochs`. Pruned and quantization-aware
             students always train in full (their schedules span the epochs).
+        lr_schedule: The students' learning-rate schedule ("constant" or
+            "cosine", over `epochs`; see `training.student_schedule`).
     """
 
     split: data.Split
@@ -83,6 +85,7 @@ class Context:
     batch_size: int = 32
     learning_rate: float = 1e-2
     patience: int | None = None
+    lr_schedule: str = "constant"
 
 
 @dataclasses.dataclass
@@ -208,8 +211,9 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
         context: Data, teacher, students and settings.
         strategy: A `kdistill.compare.strategies.Strategy`.
         label: The student's label in `context.architectures`.
-        trained: Students trained so far, by (label, training key, seed);
-            updated here.
+        trained: Students trained so far, by (label, training key, seed):
+            (student, its `ValidationAccuracyStopping.summary()`), or a bare
+            student; updated here.
 
     Returns:
         The unit's record, as in results.json (without `elapsed_s`).
@@ -228,8 +232,9 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
             key = (label, strategy.training_key, seed)
             if key not in trained:
                 trained[key] = _train(context, strategy, label, seed)
-            student, summary = trained[key]
-            if seed == seeds[0]:
+            entry = trained[key]
+            student, summary = entry if isinstance(entry, tuple) else (entry, None)
+            if seed == seeds[0] and summary:
                 record["training"] = summary
             exporting = time.perf_counter()
             flatbuffer = export.convert(
@@ -300,6 +305,8 @@ def _train(context: Context, strategy, label: str, seed: int, epochs=None, stop=
         batch_size=context.batch_size,
         learning_rate=context.learning_rate,
         seed=seed,
+        lr_schedule=context.lr_schedule,
+        schedule_epochs=context.epochs,  # a probe is the start of the full run
     )
     progress = (
         [EpochProgress(f"{strategy.name} ({label})", min_interval_s=STUDENT_PROGRESS_INTERVAL_S)]

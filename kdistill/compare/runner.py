@@ -199,6 +199,7 @@ def run(
             learning_rate=learning_rate,
         )
         defining["search"] = search_mode if search_mode == "exhaustive" else f"halving, {patience}"
+        defining["students_lr_schedule"] = training.student_schedule(len(split.y_train))
         if overwrite:
             run_directory.clear_run(out, say)
         run_directory.store_settings(out, defining, names, resume)
@@ -233,6 +234,7 @@ def run(
             batch_size=batch_size,
             learning_rate=learning_rate,
             patience=patience if search_mode == "halving" else None,
+            lr_schedule=training.student_schedule(len(split.y_train)),
         )
         records, units = _units(context, names, out, resume, say)
         os.makedirs(context.models_dir, exist_ok=True)
@@ -258,7 +260,7 @@ def run(
             "workers": workers,
             "epochs": epochs,
             "search": _describe_search(search_mode, context),
-            "batch size, learning rate": f"{batch_size}, {learning_rate:g}",
+            "batch size, learning rate": f"{batch_size}, {learning_rate:g} ({context.lr_schedule})",
             "repeats": repeats,
             "seeds": ", ".join(str(seed + i) for i in range(repeats)),
             "budget": budget.describe(),
@@ -414,7 +416,7 @@ def _worker_setup(
     atomic.write_bytes(outputs_path, buffer.getvalue())
     teacher_path = os.path.join(out, "teacher.keras")  # the built-in teacher, saved by _teacher
     fields = ("teacher_record", "epochs", "seed", "repeats", "latency_samples", "models_dir")
-    fields += ("batch_size", "learning_rate")
+    fields += ("batch_size", "learning_rate", "patience", "lr_schedule")
     return jobs.WorkerSetup(
         dataset=dataset,
         data_path=data_path,
