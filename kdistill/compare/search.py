@@ -8,7 +8,9 @@ large and more accurate on the validation data by more than a margin. The
 margin covers what the validation data cannot tell apart (twice the standard
 error of the best probe's accuracy) and what the rest of the training may
 still change (at least half a point), so a job is dropped only when another,
-no larger, is clearly ahead.
+no larger, is clearly ahead. Of the jobs left, at most half go on (successive
+halving's rate): those that trail a no-larger job by the least, and every job
+on the probe's front (trailing none) whatever their number.
 
 The functions here are pure: they take measured numbers and return decisions,
 so the rule is tested on hand-built validation curves.
@@ -100,15 +102,30 @@ def margin(probes, val_samples: int, minimum: float = MIN_MARGIN) -> float:
     return max(minimum, 2.0 * error)
 
 
-def kept(probes, margin: float) -> list:
-    """The probes that can still reach the Pareto front, in the given order.
+def gap(probe: Probe, probes) -> float:
+    """How far `probe` trails the most accurate job of at most its size (<= 0: on the front).
+
+    Example:
+        >>> gap(Probe("b", 20, 0.8), [Probe("a", 10, 0.9), Probe("b", 20, 0.8)])
+        0.1
+    """
+    ahead = [o.val_accuracy for o in probes if o is not probe and o.size <= probe.size]
+    return round(max(ahead, default=-1.0) - probe.val_accuracy, 10)
+
+
+def kept(probes, margin: float, share: float = 0.5) -> list:
+    """The probes that go on to full training, in the given order.
 
     A probe is dropped when another is no larger and more accurate by more
-    than `margin`.
+    than `margin`. Of the rest, those on the front (`gap` <= 0) always go
+    on, and the others by smallest `gap` until `share` of all the probes
+    (rounded up) go on.
 
     Args:
         probes: `Probe`s of every job.
         margin: See `margin`.
+        share: The most that go on, as a share of the probes (1 keeps every
+            probe within the margin).
 
     Returns:
         The kept `Probe`s.
@@ -117,20 +134,21 @@ def kept(probes, margin: float) -> list:
         >>> [p.key for p in kept([Probe("a", 10, 0.9), Probe("b", 20, 0.8)], 0.05)]
         ['a']
     """
-    return [
-        probe
-        for probe in probes
-        if not any(
-            other is not probe
-            and other.size <= probe.size
-            and other.val_accuracy > probe.val_accuracy + margin
-            for other in probes
-        )
-    ]
+    within = [p for p in probes if gap(p, probes) <= margin]
+    room = max(math.ceil(share * len(probes)), sum(gap(p, probes) <= 0 for p in within))
+    chosen = sorted(within, key=lambda p: (gap(p, probes), -p.val_accuracy))[:room]
+    return [p for p in probes if p in chosen]
 
 
-def reason(probe: Probe, probes, margin: float) -> str:
+def reason(probe: Probe, probes, margin: float, share: float = 0.5) -> str:
     """Why `probe` was kept or dropped, in words (for results.json and report.md)."""
+    trails = gap(probe, probes)
+    if trails <= margin and probe not in kept(probes, margin, share):
+        return (
+            f"dropped: it trails a no-larger job by {trails:.4f}, within the margin "
+            f"{margin:.4f}, but {math.ceil(share * len(probes))} of {len(probes)} jobs "
+            "trailing by less went on (halving)"
+        )
     ahead = [
         other
         for other in probes
@@ -139,10 +157,8 @@ def reason(probe: Probe, probes, margin: float) -> str:
         and other.val_accuracy > probe.val_accuracy + margin
     ]
     if not ahead:
-        return (
-            f"kept: no job of at most its size is ahead by more than {margin:.4f} "
-            "in validation accuracy"
-        )
+        where = "on the probe's front" if trails <= 0 else f"trails a no-larger job by {trails:.4f}"
+        return f"kept: {where}; no job of at most its size is ahead by more than {margin:.4f}"
     best = max(ahead, key=lambda p: p.val_accuracy)
     return (
         f"dropped: {best.key} is no larger and ahead by "

@@ -16,8 +16,31 @@ def test_a_job_is_dropped_only_when_a_no_larger_job_is_ahead_by_more_than_the_ma
         Probe("kd+int8 (w64)", size=25000, val_accuracy=0.975),  # smaller: nothing ahead
         Probe("prune90 (w64)", size=100000, val_accuracy=0.974),  # behind kd+int8 by 0.001
     ]
-    kept = [p.key for p in search.kept(probes, margin=0.015)]
+    kept = [p.key for p in search.kept(probes, margin=0.015, share=1.0)]
     assert kept == ["kd (w16)", "labels (w16)", "kd (w64)", "kd+int8 (w64)", "prune90 (w64)"]
+    # Halving: at most ceil(7 / 2) = 4 go on: the three on the front (trailing nothing
+    # no larger), then prune90 (trails kd (w64) by 0.006) before labels (w16) (0.010).
+    assert [search.gap(p, probes) for p in probes] == [
+        -0.01,
+        0.01,
+        0.02,
+        -0.005,
+        0.02,
+        -0.025,
+        0.006,
+    ]
+    halved = [p.key for p in search.kept(probes, margin=0.015)]
+    assert halved == ["kd (w16)", "kd (w64)", "kd+int8 (w64)", "prune90 (w64)"]
+    assert search.reason(probes[1], probes, 0.015) == (
+        "dropped: it trails a no-larger job by 0.0100, within the margin 0.0150, but 4 of 7 "
+        "jobs trailing by less went on (halving)"
+    )
+
+
+def test_every_job_on_the_front_goes_on_even_beyond_half():
+    # Each larger job is more accurate: all three are on the front.
+    probes = [Probe("a", 1, 0.90), Probe("b", 2, 0.91), Probe("c", 3, 0.92)]
+    assert [p.key for p in search.kept(probes, margin=0.0, share=0.1)] == ["a", "b", "c"]
 
 
 def test_the_smallest_job_is_kept_however_inaccurate():
@@ -54,4 +77,6 @@ def test_reason_names_the_job_ahead_and_by_how_much():
     assert search.reason(probes[1], probes, 0.01) == (
         "dropped: kd (w16) is no larger and ahead by 0.0500 (> margin 0.0100)"
     )
-    assert search.reason(probes[0], probes, 0.01).startswith("kept: no job of at most its size")
+    assert search.reason(probes[0], probes, 0.01) == (
+        "kept: on the probe's front; no job of at most its size is ahead by more than 0.0100"
+    )
