@@ -127,8 +127,12 @@ def main(argv):
     del argv
     if not FLAGS.smoke and not FLAGS.data_path:
         raise app.UsageError("--data_path is required (an MNIST-layout .npz), or pass --smoke.")
-    cache = FLAGS.teacher_cache or os.path.join(tempfile.gettempdir(), "kdistill_main_job_cache")
-    run_dir = FLAGS.run_dir or tempfile.mkdtemp(prefix=f"main_job_{FLAGS.mode}_")
+    if FLAGS.smoke:  # everything in the working directory, which the smoke test owns
+        cache = FLAGS.teacher_cache or os.path.abspath("main_job_smoke_cache")
+        run_dir = FLAGS.run_dir or os.path.abspath("main_job_smoke_run")
+    else:
+        cache = FLAGS.teacher_cache or os.path.join(tempfile.gettempdir(), "kdistill_teachers")
+        run_dir = FLAGS.run_dir or tempfile.mkdtemp(prefix=f"main_job_{FLAGS.mode}_")
     settings = dict(
         dataset="digits" if FLAGS.smoke else "mnist",
         data_path=None if FLAGS.smoke else FLAGS.data_path,

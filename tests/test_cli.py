@@ -251,5 +251,5 @@ def test_compare_keeps_its_teacher_in_the_cache_and_the_next_run_reuses_it(tmp_p
 
 def test_compare_help_lists_the_search_and_the_teacher_cache():
     result = run_cli("compare", "--helpfull")
-    for flag in ("--search", "--patience", "--teacher_cache", "--retrain_teacher"):
+    for flag in ("--search", "--patience", "--teacher_cache", "--[no]retrain_teacher"):
         assert flag in result.stdout

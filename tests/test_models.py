@@ -43,7 +43,10 @@ def test_separable_cnn_refuses_a_width_below_four():
 def test_large_datasets_get_fewer_epochs():
     assert training.default_epochs(1437) == 30
     assert training.default_epochs(1437, teacher=True) == 40
-    assert training.default_epochs(54000) == training.default_epochs(54000, teacher=True) == 15
+    assert training.default_epochs(54000) == 10
+    assert training.default_epochs(54000, teacher=True) == 15
+    assert training.student_schedule(1437) == "constant"
+    assert training.student_schedule(54000) == "cosine"
 
 
 def test_cosine_schedule_decays_the_rate_to_zero_over_the_run():
