@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from kdistill import atomic, backend, data, export, models, saving, tflite, training, validation
+from kdistill import atomic, backend, data, export, saving, tflite, training, validation
 from kdistill.backend import keras, tf
-from kdistill.callbacks import EpochProgress, ValidationAccuracyStopping
-from kdistill.compare import jobs, pareto, report, run_directory, search, strategies, teacher_cache
+from kdistill.compare import halving, jobs, pareto, report, run_directory, search, strategies
+from kdistill.compare import teacher as teacher_lib
 from kdistill.offline import cache_teacher_outputs
 
 
@@ -204,7 +204,7 @@ def run(
             run_directory.clear_run(out, say)
         run_directory.store_settings(out, defining, names, resume)
 
-        teacher_model, teacher_training = _teacher(
+        teacher_model, teacher_training = teacher_lib.obtain(
             teacher,
             split,
             out,
@@ -240,7 +240,7 @@ def run(
         os.makedirs(context.models_dir, exist_ok=True)
         searched = {}
         if search_mode == "halving":
-            units, searched = _halve(context, units, records, out, say, timings)
+            units, searched = halving.probe_and_choose(context, units, records, out, say, timings)
         runner = context
         if workers > 1 and units:
             given = dict(teacher=teacher, student=student, student_widths=student_widths)
@@ -264,6 +264,8 @@ def run(
             "repeats": repeats,
             "seeds": ", ".join(str(seed + i) for i in range(repeats)),
             "budget": budget.describe(),
+            "teacher training": teacher_lib.describe(teacher_training),
+            "wall time by part": ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         }
         recommendation, hundredfold = _finish(
             out, records, teacher_record, budget, settings, started, say
@@ -284,78 +286,6 @@ def _describe_search(search_mode, context) -> str:
         f"successive halving (probe of {probe} epochs; runs under 8 epochs are not halved), "
         f"early stopping after {context.patience} epochs without a gain in validation accuracy"
     )
-
-
-def _halve(context, units, records, out, say, timings) -> tuple[list, dict]:
-    """The probe of successive halving: returns the units to continue and each unit's choice.
-
-    Trains every training job (units sharing a trained student) for a
-    quarter of the epochs, keeps the jobs that can still reach the front
-    (`search.kept`), records the dropped units (status "dropped") in
-    `records` and results.json.
-
-    Returns:
-        (the kept units, `{unit index in the kept list: the search's record}`).
-    """
-    probe_epochs = search.probe_epochs(context.epochs)
-    groups = jobs.group_units(units)
-    if not probe_epochs or len(groups) < 2:
-        return units, {}
-    say(
-        f"Probing {len(groups)} training jobs for {probe_epochs} of {context.epochs} epochs "
-        "(successive halving) ...",
-        flush=True,
-    )
-    probes, details = [], []
-    probes_started = time.perf_counter()
-    for group in groups:
-        label, strategy = units[group[0]]
-        began = time.perf_counter()
-        accuracy, params, summary = jobs.probe(context, strategy, label, probe_epochs)
-        key = f"{strategy.name} ({label})" if len(group) == 1 else f"{strategy.name}... ({label})"
-        sizes = [units[i][1].quantization for i in group]
-        probes.append(search.Probe(key, search.estimated_size(params, sizes), accuracy))
-        details.append({"probe_s": round(time.perf_counter() - began, 2), "probe": summary})
-        say(f"  probe {key}: validation accuracy {accuracy:.4f}", flush=True)
-    timings["probes"] = time.perf_counter() - probes_started
-    margin = search.margin(probes, len(context.split.y_val))
-    kept_keys = {p.key for p in search.kept(probes, margin)}
-    kept_units, searched = [], {}
-    for group, probe, detail in zip(groups, probes, details):
-        choice = {
-            "probe_epochs": probe_epochs,
-            "probe_val_accuracy": round(probe.val_accuracy, 5),
-            "estimated_size_bytes": probe.size,
-            "margin": round(margin, 5),
-            "kept": probe.key in kept_keys,
-            "reason": search.reason(probe, probes, margin),
-            "probe_s": detail["probe_s"],
-            "probe_val_history": detail["probe"]["val_history"],
-        }
-        for index in group:
-            label, strategy = units[index]
-            if choice["kept"]:
-                searched[len(kept_units)] = choice
-                kept_units.append(units[index])
-            else:
-                records.append(
-                    {
-                        "strategy": strategy.name,
-                        "student": label,
-                        "status": "dropped",
-                        "pareto": False,
-                        "seeds": [context.seed],
-                        "search": choice,
-                        "elapsed_s": detail["probe_s"] if index == group[0] else 0.0,
-                    }
-                )
-    report.write_results(out, records)
-    say(
-        f"Kept {len(kept_units)} of {len(units)} strategies ({len(kept_keys)} of {len(groups)} "
-        f"training jobs; margin {margin:.4f}).",
-        flush=True,
-    )
-    return kept_units, searched
 
 
 def _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite) -> tuple:
@@ -513,77 +443,7 @@ def _model_path(model, default_path: str) -> str:
     """`model` itself if it is a path; else saves it (atomically) to `default_path`."""
     if isinstance(model, str):
         return model
-    tmp = default_path[: -len(".keras")] + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, default_path)
-    return default_path
-
-
-def _teacher(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
-    """The given teacher, the one saved in `out`, a cached one, or a built-in one trained here.
-
-    Args:
-        cache: (folder of cached teachers or None, whether to retrain anyway).
-
-    Returns:
-        (the teacher model, how it was obtained: a dict for the report).
-    """
-    if isinstance(teacher, str):
-        return saving.load_model(teacher, unsafe=unsafe_load), {"source": f"file {teacher}"}
-    if teacher is not None:
-        validation.check_model(teacher, "teacher")
-        return teacher, {"source": "given model"}
-    saved = os.path.join(out, "teacher.keras")
-    if os.path.exists(saved):
-        say(f"Using the teacher saved in {saved}.")
-        return saving.load_model(saved), {"source": f"saved in the run, {saved}"}
-    cache_dir, retrain = cache
-    keras.utils.set_random_seed(seed)  # its initial weights too, whatever ran before
-    architecture = models.teacher_for(split.input_shape, split.num_classes)
-    settings = training.teacher_settings(split, epochs, seed)
-    key = teacher_cache.teacher_key(split, architecture, epochs, seed, settings.lr_schedule)
-    entry = teacher_cache.lookup(cache_dir, key) if cache_dir else None
-    if entry and not retrain:
-        say(
-            f"Reusing the built-in teacher an earlier run trained on the same data "
-            f"({entry['path']}: {entry['epochs_run']} epochs in {entry['train_s']:.0f}s, "
-            f"validation accuracy {entry['val_accuracy']:.4f}). Pass --retrain_teacher to "
-            "train it again.",
-            flush=True,
-        )
-        model = saving.load_model(entry["path"])
-        _model_path(model, saved)
-        return model, {**{k: v for k, v in entry.items() if k != "key"}, "source": "cache"}
-    say(
-        f"Training the built-in teacher ({epochs} epochs, stopping early if its validation "
-        "accuracy stops rising"
-        + (f"; it is kept in {cache_dir} for later runs on the same data" if cache_dir else "")
-        + ") ...",
-        flush=True,
-    )
-    began = time.perf_counter()
-    stopping = ValidationAccuracyStopping(split.x_val, split.y_val, patience=TEACHER_PATIENCE)
-    model = training.fit_supervised(
-        architecture,
-        split,
-        settings,
-        callbacks=[stopping, EpochProgress("teacher", print_fn=lambda line: say(line, flush=True))],
-    )
-    summary = stopping.summary()
-    info = {
-        "source": "trained",
-        "train_s": round(time.perf_counter() - began, 1),
-        "epochs": epochs,
-        **{k: summary[k] for k in ("epochs_run", "stopped_early", "best_epoch", "val_accuracy")},
-    }
-    _model_path(model, saved)
-    if cache_dir:
-        info["path"] = teacher_cache.store(cache_dir, key, model, info)
-    return model, info
-
-
-TEACHER_PATIENCE = 3
-"""The built-in teacher stops after this many epochs without a validation gain."""
+    return teacher_lib.save_model(model, default_path)
 
 
 def _keep_front_models(models_dir, records):
