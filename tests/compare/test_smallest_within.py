@@ -20,6 +20,7 @@ def record(name, size, accuracy, status="ok"):
 def test_the_smallest_file_within_one_point_answers_yes():
     records = [
         record("kd+int8", 12_800, 0.9881),  # 132x, 0.72 points below: qualifies
+        record("mse+int8", 12_900, 0.9853),  # exactly 1 point below: qualifies, larger
         record("kd+prune80+int8", 12_700, 0.9850),  # smaller, 1.03 points below: not
         record("labels+int8", 16_907, 0.9900),  # exactly 100x: qualifies, larger
         record("kd", 31_000, 0.9950),  # too large
@@ -31,6 +32,11 @@ def test_the_smallest_file_within_one_point_answers_yes():
     assert answer["min_accuracy"] == pytest.approx(0.9853)
     assert answer["message"].startswith("Yes: kd+int8 (w16) is 100x smaller")
     assert "12.5 KB (132x smaller), accuracy 0.9881." in answer["message"]
+
+
+def test_exactly_one_point_below_qualifies():
+    records = [record("mse+int8", 12_900, 0.9853), record("kd+int8", 13_000, 0.9900)]
+    assert pareto.smallest_within(records, TEACHER)["record"]["strategy"] == "mse+int8"
 
 
 def test_when_none_qualifies_it_names_the_most_accurate_small_enough_and_the_shortfall():
