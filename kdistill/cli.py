@@ -122,11 +122,12 @@ flags.DEFINE_boolean(
 )
 flags.DEFINE_enum(
     "search",
-    "halving",
-    ["halving", "exhaustive"],
+    "auto",
+    ["auto", "halving", "exhaustive"],
     "compare: halving trains every strategy for a quarter of the epochs, continues those that "
     "can still reach the Pareto front on validation accuracy and stops each student early; "
-    "exhaustive trains every strategy for all epochs.",
+    "exhaustive trains every strategy for all epochs; auto halves for 10,000 training samples "
+    "and more.",
 )
 flags.DEFINE_integer(
     "patience", 3, "compare: epochs without a validation gain before a student stops (halving)."

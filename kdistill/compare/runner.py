@@ -81,7 +81,7 @@ def run(
     overwrite: bool = False,
     batch_size: int = 32,
     learning_rate: float = 1e-2,
-    search_mode: str = "halving",
+    search_mode: str = "auto",
     patience: int = 3,
     teacher_cache_dir: str | None = None,
     retrain_teacher: bool = False,
@@ -130,13 +130,17 @@ def run(
             teacher and models are deleted first).
         batch_size: Batch size of the students.
         learning_rate: Adam learning rate of the students.
-        search_mode: "halving" (default): every training job first trains
-            for a quarter of the epochs, and only those that can still reach
-            the Pareto front on validation accuracy continue (see
+        search_mode: "halving": every training job first trains for a
+            quarter of the epochs, and only those that can still reach the
+            Pareto front on validation accuracy continue (see
             `kdistill.compare.search`); students stop early after `patience`
-            epochs without a gain in validation accuracy. "exhaustive":
-            every strategy trains for all epochs. Runs of under 8 epochs
-            (or of one training job) are not halved.
+            epochs without a gain in validation accuracy. Runs of under 8
+            epochs (or of one training job) are not halved. "exhaustive":
+            every strategy trains for all epochs. "auto" (default): halving
+            for 10,000 training samples and more; exhaustive below, where
+            each fit is short enough that a probe costs about as much as
+            the fit, and the validation split too small to rank strategies
+            (digits: 144 samples; measured in benchmarks/README.md).
         patience: Early-stopping patience of the students (halving only).
         teacher_cache_dir: A folder of built-in teachers trained by earlier
             runs (see `kdistill.compare.teacher_cache`): one trained on the
@@ -181,6 +185,9 @@ def run(
         split = data.load(dataset, data_path, seed=seed, max_train=max_train)
         epochs = epochs or training.default_epochs(len(split.y_train))
         teacher_epochs = teacher_epochs or training.default_epochs(len(split.y_train), teacher=True)
+        if search_mode == "auto":
+            large = len(split.y_train) >= training.LARGE_DATASET
+            search_mode = "halving" if large else "exhaustive"
         say = print if verbose else (lambda *a, **k: None)
         for given in (teacher, student):
             if isinstance(given, str) and not os.path.isfile(given):
@@ -275,7 +282,7 @@ def run(
         return CompareResult(records, teacher_record, recommendation, out, hundredfold, timings)
 
 
-SEARCH_MODES = ("halving", "exhaustive")
+SEARCH_MODES = ("auto", "halving", "exhaustive")
 
 
 def _describe_search(search_mode, context) -> str:

@@ -51,15 +51,17 @@ def obtain(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
         model = saving.load_model(entry["path"])
         save_model(model, saved)
         return model, {**{k: v for k, v in entry.items() if k != "key"}, "source": "cache"}
+    # A small validation split moves in steps too coarse to stop on (digits: 0.7 points).
+    patience = TEACHER_PATIENCE if len(split.y_val) >= MIN_VALIDATION_TO_STOP else None
     say(
-        f"Training the built-in teacher ({epochs} epochs, stopping early if its validation "
-        "accuracy stops rising"
+        f"Training the built-in teacher ({epochs} epochs"
+        + (", stopping early if its validation accuracy stops rising" if patience else "")
         + (f"; it is kept in {cache_dir} for later runs on the same data" if cache_dir else "")
         + ") ...",
         flush=True,
     )
     began = time.perf_counter()
-    stopping = ValidationAccuracyStopping(split.x_val, split.y_val, patience=TEACHER_PATIENCE)
+    stopping = ValidationAccuracyStopping(split.x_val, split.y_val, patience=patience)
     model = training.fit_supervised(
         architecture,
         split,
@@ -80,7 +82,10 @@ def obtain(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
 
 
 TEACHER_PATIENCE = 3
-"""The built-in teacher stops after this many epochs without a validation gain."""
+"""The built-in teacher stops after this many epochs without a validation gain..."""
+
+MIN_VALIDATION_TO_STOP = 1000
+"""...when the validation split holds at least this many samples."""
 
 
 def describe(info: dict) -> str:

@@ -44,6 +44,7 @@ def halved(tmp_path_factory):
             strategy_names=["labels", "kd", "kd+int8", "kd_t8_a0.1"],
             output_dir=out,
             patience=1,
+            search_mode="halving",
             **RUN,
         )
     return result, trained, probed
@@ -92,21 +93,20 @@ def test_report_shows_the_search_and_why_the_recommendation_won(halved):
     assert "100x question:" in text
 
 
-def test_exhaustive_trains_every_strategy_for_all_epochs(tmp_path, monkeypatch):
+def test_small_data_trains_every_strategy_for_all_epochs_by_default(tmp_path, monkeypatch):
     def no_probe(*args):
-        raise AssertionError("an exhaustive run must not probe")
+        raise AssertionError("a run on a small dataset must not probe")
 
     monkeypatch.setattr(jobs, "probe", no_probe)
     result = compare.run(
         strategy_names=["labels", "kd"],
         output_dir=str(tmp_path / "run"),
-        search_mode="exhaustive",
-        **RUN,
+        **RUN,  # digits: 300 training samples, so "auto" searches exhaustively
     )
     assert [r["training"]["epochs_run"] for r in result.records] == [8, 8]
     assert not any(r["training"]["stopped_early"] for r in result.records)
 
 
 def test_an_unknown_search_mode_is_refused(tmp_path):
-    with pytest.raises(ValueError, match=r"argument `search_mode`. Expected one of halving, ex"):
+    with pytest.raises(ValueError, match=r"argument `search_mode`. Expected one of auto, halv"):
         compare.run(search_mode="greedy", output_dir=str(tmp_path / "run"), **RUN)
