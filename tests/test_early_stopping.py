@@ -109,3 +109,16 @@ def test_a_keras_model_records_like_fit_does(digits):
         callbacks=[stopping],
     )
     assert stopping.history == pytest.approx(model.history.history["val_accuracy"], abs=1e-6)
+
+
+def test_from_logs_reads_fit_s_validation_accuracy_without_predicting():
+    model, stopping = (
+        CurveModel([1.0]),
+        ValidationAccuracyStopping(np.zeros((4, 1)), Y_VAL, patience=None, from_logs=True),
+    )
+    stopping.set_model(model)
+    stopping.on_train_begin()
+    stopping.on_epoch_end(0, {"val_accuracy": 0.625})  # the model would predict 1.0
+    assert stopping.history == [0.625]
+    with pytest.raises(ValueError, match=r"found no `val_accuracy` in the epoch's logs"):
+        stopping.on_epoch_end(1, {"loss": 0.1})

@@ -25,6 +25,9 @@ class ValidationAccuracyStopping(keras.callbacks.Callback):
         patience: Epochs without gain before stopping; None only records.
         min_delta: The smallest gain that counts.
         batch_size: Batch size of the validation pass.
+        from_logs: Read `val_accuracy` from the epoch's logs instead of
+            predicting: for a `fit` given `validation_data=(x_val, y_val)`
+            with an "accuracy" metric (no second validation pass).
 
     Attributes:
         history: Validation accuracy after each epoch.
@@ -38,7 +41,13 @@ class ValidationAccuracyStopping(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, x_val, y_val, patience: int | None = 3, min_delta: float = 0.0, batch_size: int = 512
+        self,
+        x_val,
+        y_val,
+        patience: int | None = 3,
+        min_delta: float = 0.0,
+        batch_size: int = 512,
+        from_logs: bool = False,
     ):
         super().__init__()
         if patience is not None:
@@ -46,6 +55,7 @@ class ValidationAccuracyStopping(keras.callbacks.Callback):
         validation.check_non_negative(min_delta, "min_delta")
         self.x_val, self.y_val = x_val, np.asarray(y_val).reshape(-1)
         self.patience, self.min_delta, self.batch_size = patience, float(min_delta), batch_size
+        self.from_logs = from_logs
         self.history: list = []
         self.best_epoch = 0
         self.stopped_epoch = None
@@ -61,11 +71,20 @@ class ValidationAccuracyStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         model = self._measured()
-        logits = np.asarray(model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
-        accuracy = float(np.mean(np.argmax(logits, axis=-1) == self.y_val))
+        if self.from_logs:
+            if "val_accuracy" not in (logs or {}):
+                raise ValueError(
+                    "ValidationAccuracyStopping(from_logs=True) found no `val_accuracy` in the "
+                    "epoch's logs: pass `validation_data` and an 'accuracy' metric to fit, or "
+                    "from_logs=False."
+                )
+            accuracy = float(logs["val_accuracy"])
+        else:
+            logits = np.asarray(model.predict(self.x_val, batch_size=self.batch_size, verbose=0))
+            accuracy = float(np.mean(np.argmax(logits, axis=-1) == self.y_val))
+            if logs is not None:
+                logs["val_accuracy"] = accuracy
         self.history.append(accuracy)
-        if logs is not None:
-            logs["val_accuracy"] = accuracy
         if not self.best_epoch or accuracy > self.history[self.best_epoch - 1] + self.min_delta:
             self.best_epoch = epoch + 1
             if self.patience is not None:

@@ -61,7 +61,11 @@ def obtain(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
         flush=True,
     )
     began = time.perf_counter()
-    stopping = ValidationAccuracyStopping(split.x_val, split.y_val, patience=patience)
+    # fit_supervised validates on split.x_val: read its logs (a second pass would also
+    # shift TensorFlow's random op seeds, and so the teacher's shuffling).
+    stopping = ValidationAccuracyStopping(
+        split.x_val, split.y_val, patience=patience, from_logs=True
+    )
     model = training.fit_supervised(
         architecture,
         split,
