@@ -61,8 +61,7 @@ def obtain(teacher, split, out, epochs, seed, unsafe_load, say, cache) -> tuple:
         flush=True,
     )
     began = time.perf_counter()
-    # fit_supervised validates on split.x_val: read its logs (a second pass would also
-    # shift TensorFlow's random op seeds, and so the teacher's shuffling).
+    # fit_supervised validates on split.x_val: read its logs rather than predict again.
     stopping = ValidationAccuracyStopping(
         split.x_val, split.y_val, patience=patience, from_logs=True
     )
