@@ -62,14 +62,19 @@ flags.DEFINE_string(
     "with several inputs (export, evaluate), store x_train:<input name> and x_test:<input name>.",
 )
 flags.DEFINE_integer("seed", 0, "Random seed.")
-flags.DEFINE_integer("teacher_epochs", 40, "Training epochs of the teacher.")
+flags.DEFINE_integer(
+    "teacher_epochs",
+    None,
+    "Training epochs of the teacher (default: 40; compare: 15 for 10,000 training samples "
+    "and more).",
+)
 DEFAULT_EPOCHS = {"compare": 30, "distill": 40}
 flags.DEFINE_integer(
     "epochs",
     None,
     "Training epochs of each student (default: "
     + ", ".join(f"{n} for {command}" for command, n in DEFAULT_EPOCHS.items())
-    + ").",
+    + "; compare: 15 for 10,000 training samples and more).",
 )
 flags.DEFINE_integer("batch_size", 32, "Batch size of the students.")
 flags.DEFINE_float("learning_rate", 1e-2, "Adam learning rate of the students.")
@@ -119,6 +124,28 @@ flags.DEFINE_boolean(
     False,
     "compare: replace the run in --output_dir (its results and models are deleted).",
 )
+flags.DEFINE_enum(
+    "search",
+    "auto",
+    ["auto", "halving", "exhaustive"],
+    "compare: halving trains every strategy for a quarter of the epochs, continues those that "
+    "can still reach the Pareto front on validation accuracy and stops each student early; "
+    "exhaustive trains every strategy for all epochs; auto halves for 10,000 training samples "
+    "and more.",
+)
+flags.DEFINE_integer(
+    "patience", 3, "compare: epochs without a validation gain before a student stops (halving)."
+)
+flags.DEFINE_string(
+    "teacher_cache",
+    None,
+    "compare: folder of built-in teachers from earlier runs, reused on the same data, "
+    "architecture, epochs and seed (default: $KDISTILL_CACHE_DIR/teachers, else "
+    "~/.cache/kdistill/teachers); 'none' turns the cache off.",
+)
+flags.DEFINE_boolean(
+    "retrain_teacher", False, "compare: train the built-in teacher even if the cache holds it."
+)
 flags.DEFINE_string("tflite", None, "evaluate: the .tflite file to evaluate.")
 flags.DEFINE_boolean(
     "unsafe_load",
@@ -137,7 +164,7 @@ def _distill(argv) -> int:
     from kdistill.losses import SoftTargetKD
 
     split = data.load(FLAGS.dataset, FLAGS.data_path, seed=FLAGS.seed, max_train=FLAGS.max_train)
-    teacher_settings = training.FitSettings(epochs=FLAGS.teacher_epochs, seed=FLAGS.seed)
+    teacher_settings = training.FitSettings(epochs=FLAGS.teacher_epochs or 40, seed=FLAGS.seed)
     settings = training.FitSettings(
         epochs=_epochs("distill"),
         batch_size=FLAGS.batch_size,
@@ -200,8 +227,12 @@ def _compare(argv) -> int:
         output_dir=FLAGS.output_dir,
         resume=FLAGS.resume,
         overwrite=FLAGS.overwrite,
-        epochs=_epochs("compare"),
+        epochs=FLAGS.epochs,
         teacher_epochs=FLAGS.teacher_epochs,
+        search_mode=FLAGS.search,
+        patience=FLAGS.patience,
+        teacher_cache_dir=_teacher_cache(),
+        retrain_teacher=FLAGS.retrain_teacher,
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         seed=FLAGS.seed,
@@ -210,7 +241,7 @@ def _compare(argv) -> int:
         unsafe_load=FLAGS.unsafe_load,
         workers=FLAGS.workers,
     )
-    failed = [r for r in result.records if r["status"] != "ok"]
+    failed = [r for r in result.records if r["status"] == "failed"]
     if failed:
         names = ", ".join(f"{r['strategy']} ({r['student']})" for r in failed)
         raise WorkFailed(
@@ -220,6 +251,14 @@ def _compare(argv) -> int:
             f"with --resume {result.output_dir} to retry them."
         )
     return 0
+
+
+def _teacher_cache() -> str | None:
+    from kdistill.compare import teacher_cache
+
+    if FLAGS.teacher_cache and FLAGS.teacher_cache.lower() == "none":
+        return None
+    return FLAGS.teacher_cache or teacher_cache.default_directory()
 
 
 def _epochs(command: str) -> int:

@@ -166,7 +166,7 @@ def check_flags(command: str) -> None:
         _check_number("alpha", 0.0, 1.0)
     if command == "compare":
         _student_widths()
-        for flag in ("repeats", "workers", "latency_samples"):
+        for flag in ("repeats", "workers", "latency_samples", "patience"):
             _check_integer(flag, 1)
         _check_number("max_size_kb", 0)
         _check_number("max_latency_ms", 0)

@@ -17,6 +17,12 @@ def _seed():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _teacher_cache(tmp_path, monkeypatch):
+    """Each test's `kdistill compare` commands cache teachers in its own folder, never ~/.cache."""
+    monkeypatch.setenv("KDISTILL_CACHE_DIR", str(tmp_path / "kdistill_cache"))
+
+
 @pytest.fixture(scope="session")
 def digits():
     """The digits split used by training tests (offline, ~1.8k samples)."""

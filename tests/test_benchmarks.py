@@ -32,6 +32,7 @@ BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
             "frontier_seeds",
         ),
         ("explain_mnist", [], "explain_mnist"),
+        ("main_job_mnist", [], "main_job_mnist"),
     ],
 )
 def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
@@ -52,6 +53,10 @@ def test_benchmark_smoke_run_writes_its_results(script, flags, name, tmp_path):
         "throughput_offline": ["offline_over_floor", "offline_over_handwritten"],
         "throughput_online": ["online_over_ideal", "online_over_keras"],
     }
+    if script == "main_job_mnist":  # the wall time split, and the 100x answer
+        assert set(payload["timings_s"]) >= {"teacher", "students", "export", "total"}
+        assert payload["hundredfold"]["reached"] in (True, False)
+        assert payload["hundredfold"]["message"]
     if script == "compression_frontier":  # one point per size and strategy, over both seeds
         students = [p for p in payload["points"] if p["strategy"] != "teacher"]
         assert students and len(payload["rows"]) - 1 == 2 * len(students)  # 2 seeds a point

@@ -232,3 +232,24 @@ def test_compare_with_an_unknown_strategy_is_an_error_without_traceback():
         "Unknown strategy 'distill_everything'" in result.stderr
         and "Traceback" not in result.stderr
     )
+
+
+def test_compare_keeps_its_teacher_in_the_cache_and_the_next_run_reuses_it(tmp_path):
+    cache = str(tmp_path / "teachers")
+    tiny = ["compare", "--strategies", "labels", "--student_widths", "4", "--epochs", "1"]
+    tiny += ["--teacher_epochs", "1", "--max_train", "100", "--latency_samples", "2"]
+    tiny += ["--teacher_cache", cache]
+    first = run_cli(*tiny, "--output_dir", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"it is kept in {cache} for later runs on the same data" in first.stdout
+    second = run_cli(*tiny, "--output_dir", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "Reusing the built-in teacher an earlier run trained on the same data" in second.stdout
+    assert "Pass --retrain_teacher to train it again." in second.stdout
+    assert "[teacher] epoch" not in second.stdout
+
+
+def test_compare_help_lists_the_search_and_the_teacher_cache():
+    result = run_cli("compare", "--helpfull")
+    for flag in ("--search", "--patience", "--teacher_cache", "--[no]retrain_teacher"):
+        assert flag in result.stdout

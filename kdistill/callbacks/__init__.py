@@ -1,6 +1,7 @@
 """Keras callbacks for distillation: schedules, teacher agreement, stages, export, progress."""
 
 from kdistill.callbacks.class_agreement import ClassAgreementAndCalibration
+from kdistill.callbacks.early_stopping import ValidationAccuracyStopping
 from kdistill.callbacks.export_tflite import ExportTFLite
 from kdistill.callbacks.hint_stage import HintStage
 from kdistill.callbacks.non_finite_loss import NonFiniteLossError, StopOnNonFiniteLoss
@@ -18,4 +19,5 @@ __all__ = [
     "StopOnNonFiniteLoss",
     "TeacherAgreement",
     "TemperatureScheduler",
+    "ValidationAccuracyStopping",
 ]

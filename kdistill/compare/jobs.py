@@ -33,7 +33,7 @@ import numpy as np
 
 from kdistill import atomic, compression, data, export, models, saving, tflite, training, validation
 from kdistill.backend import keras, tf
-from kdistill.callbacks import EpochProgress
+from kdistill.callbacks import EpochProgress, ValidationAccuracyStopping
 from kdistill.compare import strategies
 
 STUDENT_PROGRESS_INTERVAL_S = 10.0
@@ -62,6 +62,12 @@ class Context:
         verbose: Print per-epoch progress of each student.
         batch_size: Batch size of the students.
         learning_rate: Adam learning rate of the students.
+        patience: Stop a student once its validation accuracy has not risen
+            for this many epochs (restoring its best epoch); None trains
+            every student for all `epochs`. Pruned and quantization-aware
+            students always train in full (their schedules span the epochs).
+        lr_schedule: The students' learning-rate schedule ("constant" or
+            "cosine", over `epochs`; see `training.student_schedule`).
     """
 
     split: data.Split
@@ -78,6 +84,8 @@ class Context:
     verbose: bool = False
     batch_size: int = 32
     learning_rate: float = 1e-2
+    patience: int | None = None
+    lr_schedule: str = "constant"
 
 
 @dataclasses.dataclass
@@ -203,8 +211,9 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
         context: Data, teacher, students and settings.
         strategy: A `kdistill.compare.strategies.Strategy`.
         label: The student's label in `context.architectures`.
-        trained: Students trained so far, by (label, training key, seed);
-            updated here.
+        trained: Students trained so far, by (label, training key, seed):
+            (student, its `ValidationAccuracyStopping.summary()`), or a bare
+            student; updated here.
 
     Returns:
         The unit's record, as in results.json (without `elapsed_s`).
@@ -223,7 +232,11 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
             key = (label, strategy.training_key, seed)
             if key not in trained:
                 trained[key] = _train(context, strategy, label, seed)
-            student = trained[key]
+            entry = trained[key]
+            student, summary = entry if isinstance(entry, tuple) else (entry, None)
+            if seed == seeds[0] and summary:
+                record["training"] = summary
+            exporting = time.perf_counter()
             flatbuffer = export.convert(
                 student, strategy.quantization, representative_data=context.split.x_train[:500]
             )
@@ -236,6 +249,9 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
             )
             measured["params"] = int(student.count_params())
             runs.append(measured)
+            record["export_s"] = round(
+                record.get("export_s", 0.0) + time.perf_counter() - exporting, 2
+            )
             if seed == seeds[0]:
                 path = os.path.join(context.models_dir, model_file(strategy.name, label))
                 atomic.write_bytes(path, flatbuffer)
@@ -259,15 +275,38 @@ def run_unit(context: Context, strategy, label: str, trained: dict) -> dict:
     return record
 
 
-def _train(context: Context, strategy, label: str, seed: int):
+def probe(context: Context, strategy, label: str, epochs: int) -> tuple[float, int, dict]:
+    """Trains a unit's student briefly (first seed, no early stopping): the halving's probe.
+
+    Args:
+        context: Data, teacher, students and settings.
+        strategy: A `kdistill.compare.strategies.Strategy`.
+        label: The student's label in `context.architectures`.
+        epochs: The probe's epochs.
+
+    Returns:
+        (validation accuracy after `epochs`, the student's parameter count,
+        the training summary of `ValidationAccuracyStopping.summary`).
+    """
+    student, summary = _train(context, strategy, label, context.seed, epochs=epochs, stop=False)
+    return summary["val_history"][-1], int(student.count_params()), summary
+
+
+def _train(context: Context, strategy, label: str, seed: int, epochs=None, stop=True):
+    """Trains one student; returns (student, `ValidationAccuracyStopping.summary()`)."""
     split = context.split
     keras.utils.set_random_seed(seed)
     student = context.architectures[label]()
+    full_length = bool(strategy.sparsity or strategy.qat)  # schedules span every epoch
+    patience = context.patience if stop and not full_length else None
+    stopping = []
     settings = training.FitSettings(
-        epochs=context.epochs,
+        epochs=epochs or context.epochs,
         batch_size=context.batch_size,
         learning_rate=context.learning_rate,
         seed=seed,
+        lr_schedule=context.lr_schedule,
+        schedule_epochs=context.epochs,  # a probe is the start of the full run
     )
     progress = (
         [EpochProgress(f"{strategy.name} ({label})", min_interval_s=STUDENT_PROGRESS_INTERVAL_S)]
@@ -276,20 +315,32 @@ def _train(context: Context, strategy, label: str, seed: int):
     )
 
     def fit(model, stage_settings, callbacks=()):
+        stopping.append(ValidationAccuracyStopping(split.x_val, split.y_val, patience=patience))
         return training.fit_student(
             context.teacher,
             model,
             split,
             stage_settings,
             strategy,
-            callbacks=list(callbacks) + progress,
+            callbacks=list(callbacks) + [stopping[-1]] + progress,
             teacher_outputs=context.teacher_train,
         )
 
+    # A probe is the first epochs of the full run: pruning keeps the full run's schedule.
+    trained = _fit_stages(strategy, student, settings, fit, len(split.x_train), context.epochs)
+    return trained, stopping[-1].summary()
+
+
+def _fit_stages(strategy, student, settings, fit, samples: int, schedule_epochs: int):
+    """Runs a strategy's training stages (pruning, QAT) with `fit`; returns the student.
+
+    Pruning reaches its sparsity over `schedule_epochs` (the run's epochs),
+    however many epochs `settings` trains.
+    """
     if not strategy.sparsity:
         return fit(compression.quantize_aware(student) if strategy.qat else student, settings)
     pruned = compression.prune_over_training(
-        student, strategy.sparsity, settings.epochs, len(split.x_train), settings.batch_size
+        student, strategy.sparsity, schedule_epochs, samples, settings.batch_size
     )
     trained = compression.strip(fit(pruned, settings, compression.callbacks(pruned)))
     if not strategy.qat:

@@ -127,5 +127,71 @@ def recommend(records: list, budget: Budget) -> dict:
     }
 
 
+def smallest_within(
+    records: list, teacher: dict, ratio: float = 100.0, points: float = 1.0
+) -> dict:
+    """Answers "is a student `ratio`x smaller than the teacher within `points` of it?".
+
+    Sizes are `.tflite` file sizes: a student qualifies when its file is at
+    most the teacher's float32 file divided by `ratio`, and its accuracy (of
+    the file, on the test split) at least the teacher's minus `points`
+    percentage points.
+
+    Args:
+        records: The run's records (only status "ok" counts).
+        teacher: The teacher's record (`tflite_size_bytes`, `accuracy`).
+        ratio: How many times smaller.
+        points: Accuracy allowed below the teacher, in percentage points.
+
+    Returns:
+        A dict: `reached` (bool), `record` (the smallest qualifying record,
+        or None), `closest` (when none qualifies: the most accurate record of
+        at most the size), `max_size_bytes`, `min_accuracy` and a `message`.
+
+    Example:
+        >>> smallest_within([{"status": "ok", "accuracy": .985, "tflite_size_bytes": 9000,
+        ...                   "strategy": "kd+int8", "student": "w16"}],
+        ...                 {"accuracy": .993, "tflite_size_bytes": 1_000_000})["reached"]
+        True
+    """
+    max_size = teacher["tflite_size_bytes"] / ratio
+    min_accuracy = teacher["accuracy"] - points / 100.0
+    small = [r for r in _ok(records) if r["tflite_size_bytes"] <= max_size]
+    qualifying = [r for r in small if r["accuracy"] >= min_accuracy - 1e-9]
+    question = (
+        f"{ratio:g}x smaller than the teacher's float32 file (<= {max_size / 1024:.1f} KB) and "
+        f"within {points:g} point of its accuracy {teacher['accuracy']:.4f} (>= {min_accuracy:.4f})"
+    )
+    answer = {
+        "ratio": ratio,
+        "points": points,
+        "max_size_bytes": max_size,
+        "min_accuracy": min_accuracy,
+        "teacher_accuracy": teacher["accuracy"],
+        "reached": bool(qualifying),
+        "record": None,
+        "closest": None,
+    }
+    if qualifying:
+        best = min(qualifying, key=lambda r: (r["tflite_size_bytes"], -r["accuracy"]))
+        answer["record"] = best
+        answer["message"] = (
+            f"Yes: {_label(best)} is {question}: {best['tflite_size_bytes'] / 1024:.1f} KB "
+            f"({teacher['tflite_size_bytes'] / best['tflite_size_bytes']:.0f}x smaller), "
+            f"accuracy {best['accuracy']:.4f}."
+        )
+    elif small:
+        closest = max(small, key=lambda r: (r["accuracy"], -r["tflite_size_bytes"]))
+        answer["closest"] = closest
+        answer["message"] = (
+            f"No student is {question}. The most accurate of that size: {_label(closest)}, "
+            f"{closest['tflite_size_bytes'] / 1024:.1f} KB, accuracy {closest['accuracy']:.4f} "
+            f"({(answer['min_accuracy'] - closest['accuracy']) * 100:.2f} points short)."
+        )
+    else:
+        answer["message"] = f"No student is {question}: none is that small."
+    return answer
+
+
 def _label(record) -> str:
     return f"{record['strategy']} ({record['student']})"

@@ -105,7 +105,14 @@ def table(records: list, teacher: dict | None = None) -> str:
             f"{r['compression_ratio']:.1f}x | {'*' if r['pareto'] else ''} |"
         )
     for r in records:
-        if r["status"] != "ok":
+        if r["status"] == "dropped":
+            probe = r.get("search", {})
+            rows.append(
+                f"| {r['strategy']} | {r['student']} | dropped after a "
+                f"{probe.get('probe_epochs', '?')}-epoch probe (validation accuracy "
+                f"{_number(probe.get('probe_val_accuracy'))}) |"
+            )
+        elif r["status"] != "ok":
             rows.append(
                 f"| {r['strategy']} | {r['student']} | failed: {r.get('error', '')[:120]} |"
             )
@@ -113,9 +120,14 @@ def table(records: list, teacher: dict | None = None) -> str:
 
 
 def write_report(
-    output_dir: str, records: list, teacher: dict, recommendation: dict, settings: dict
+    output_dir: str,
+    records: list,
+    teacher: dict,
+    recommendation: dict,
+    settings: dict,
+    hundredfold: dict | None = None,
 ) -> None:
-    """Writes report.md: the table, the recommendation, settings and versions."""
+    """Writes report.md: the table, the recommendation and why it won, the search, settings."""
     lines = [
         "# kdistill compare",
         "",
@@ -128,7 +140,10 @@ def write_report(
         "",
         recommendation["message"],
         "",
+        *why_it_won(records, recommendation),
+        *([f"100x question: {hundredfold['message']}", ""] if hundredfold else []),
         *explanation_links(output_dir),
+        *search_section(records),
         "## Settings",
         "",
     ]
@@ -149,6 +164,62 @@ def explanation_links(output_dir: str) -> list[str]:
         "![calibration of teacher and student](explain/reliability.png)",
         "",
     ]
+
+
+def why_it_won(records: list, recommendation: dict) -> list:
+    """Lines that say why the recommendation won: the runners-up and their accuracy."""
+    best = recommendation.get("record")
+    ok = sorted((r for r in records if r["status"] == "ok"), key=lambda r: -r["accuracy"])
+    if not best or len(ok) < 2:
+        return []
+    others = [r for r in ok if r is not best][:3]
+    lines = ["Why: on the test split it is the most accurate within budget; the runners-up:", ""]
+    for r in others:
+        lines.append(
+            f"- {r['strategy']} ({r['student']}): accuracy {r['accuracy']:.4f} "
+            f"({(r['accuracy'] - best['accuracy']) * 100:+.2f} points), "
+            f"{r['tflite_size_bytes'] / 1024:.1f} KB"
+        )
+    dropped = [r for r in records if r["status"] == "dropped"]
+    if dropped:
+        lines.append(
+            f"- {len(dropped)} strategies were dropped after the probe (below): another "
+            "student of at most their size was clearly ahead on validation accuracy."
+        )
+    return lines + [""]
+
+
+def search_section(records: list) -> list:
+    """The search's choices: each strategy's probe, whether it went on, and where it stopped."""
+    searched = [r for r in records if "search" in r or "training" in r]
+    if not searched:
+        return []
+    lines = [
+        "## The search",
+        "",
+        "| strategy | student | probe val. accuracy | went on | epochs run | stopped early | "
+        "best epoch | val. accuracy | why |",
+        "|---|---|---:|:---:|---:|:---:|---:|---:|---|",
+    ]
+    for r in searched:
+        choice, trained = r.get("search", {}), r.get("training", {})
+        cells = [
+            r["strategy"],
+            r["student"],
+            _number(choice.get("probe_val_accuracy")),
+            "yes" if choice.get("kept", True) else "no",
+            trained.get("epochs_run", ""),
+            "yes" if trained.get("stopped_early") else "",
+            trained.get("best_epoch", ""),
+            _number(trained.get("val_accuracy")),
+            choice.get("reason", ""),
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return lines + [""]
+
+
+def _number(value) -> str:
+    return "" if value is None else f"{value:.4f}"
 
 
 def plot(output_dir: str, records: list, teacher: dict | None) -> str | None:

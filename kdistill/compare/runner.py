@@ -28,10 +28,10 @@ import time
 
 import numpy as np
 
-from kdistill import atomic, backend, data, export, models, saving, tflite, training, validation
+from kdistill import atomic, backend, data, export, saving, tflite, training, validation
 from kdistill.backend import keras, tf
-from kdistill.callbacks import EpochProgress
-from kdistill.compare import jobs, pareto, report, run_directory, strategies
+from kdistill.compare import halving, jobs, pareto, report, run_directory, search, strategies
+from kdistill.compare import teacher as teacher_lib
 from kdistill.compare.explanation import explain_recommendation
 from kdistill.offline import cache_teacher_outputs
 
@@ -45,12 +45,19 @@ class CompareResult:
         teacher: The teacher's measurements (float32 TFLite).
         recommendation: See `kdistill.compare.pareto.recommend`.
         output_dir: Where the files are.
+        hundredfold: See `kdistill.compare.pareto.smallest_within` (100x
+            smaller than the teacher's float32 file, within 1 point).
+        timings: Wall seconds by part: "teacher" (training or loading it),
+            "students" (probes and training), "export" (conversion and
+            measurement of every file), "total".
     """
 
     records: list
     teacher: dict
     recommendation: dict
     output_dir: str
+    hundredfold: dict = dataclasses.field(default_factory=dict)
+    timings: dict = dataclasses.field(default_factory=dict)
 
 
 def run(
@@ -64,8 +71,8 @@ def run(
     budget: pareto.Budget | None = None,
     output_dir: str | None = None,
     resume: str | None = None,
-    epochs: int = 30,
-    teacher_epochs: int = 40,
+    epochs: int | None = None,
+    teacher_epochs: int | None = None,
     seed: int = 0,
     max_train: int | None = None,
     latency_samples: int = 100,
@@ -75,6 +82,10 @@ def run(
     overwrite: bool = False,
     batch_size: int = 32,
     learning_rate: float = 1e-2,
+    search_mode: str = "auto",
+    patience: int = 3,
+    teacher_cache_dir: str | None = None,
+    retrain_teacher: bool = False,
 ) -> CompareResult:
     """Runs the strategies and writes results, report and plot.
 
@@ -100,8 +111,10 @@ def run(
             strategies may be added, and the budget, `workers`,
             `latency_samples` and `verbose` may change. `output_dir`, if
             given, must be the same directory.
-        epochs: Student training epochs.
-        teacher_epochs: Epochs of the built-in teacher.
+        epochs: Student training epochs (default: 30, or 15 for 10,000
+            training samples and more; see `training.default_epochs`).
+        teacher_epochs: Epochs of the built-in teacher (default: 40, or 15
+            for 10,000 training samples and more).
         seed: First seed; repeat i uses seed + i.
         max_train: Use at most this many training samples.
         latency_samples: Samples timed for latency.
@@ -118,6 +131,24 @@ def run(
             teacher and models are deleted first).
         batch_size: Batch size of the students.
         learning_rate: Adam learning rate of the students.
+        search_mode: "halving": every training job first trains for a
+            quarter of the epochs, and only those that can still reach the
+            Pareto front on validation accuracy continue (see
+            `kdistill.compare.search`); students stop early after `patience`
+            epochs without a gain in validation accuracy. Runs of under 8
+            epochs (or of one training job) are not halved. "exhaustive":
+            every strategy trains for all epochs. "auto" (default): halving
+            for 10,000 training samples and more; exhaustive below, where
+            each fit is short enough that a probe costs about as much as
+            the fit, and the validation split too small to rank strategies
+            (digits: 144 samples; measured in benchmarks/README.md).
+        patience: Early-stopping patience of the students (halving only).
+        teacher_cache_dir: A folder of built-in teachers trained by earlier
+            runs (see `kdistill.compare.teacher_cache`): one trained on the
+            same data, architecture, epochs and seed is loaded instead of
+            trained, and a newly trained one is stored. None: no cache.
+        retrain_teacher: Train the built-in teacher even when the cache
+            holds it (and replace the cached one).
 
     Returns:
         A `CompareResult`.
@@ -132,7 +163,14 @@ def run(
     started = time.perf_counter()
     names, out = _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite)
     for value, name in ((epochs, "epochs"), (teacher_epochs, "teacher_epochs")):
-        validation.check_integer(value, name, minimum=1)
+        if value is not None:
+            validation.check_integer(value, name, minimum=1)
+    if search_mode not in SEARCH_MODES:
+        raise ValueError(
+            f"Invalid value for argument `search_mode`. Expected one of {', '.join(SEARCH_MODES)}. "
+            f"Received: search_mode={search_mode!r}"
+        )
+    validation.check_integer(patience, "patience", minimum=1)
     validation.check_integer(batch_size, "batch_size", minimum=1)
     validation.check_positive(learning_rate, "learning_rate")
     validation.check_integer(latency_samples, "latency_samples", minimum=1)
@@ -146,6 +184,11 @@ def run(
     with atomic.run_directory_lock(out):  # one writer per run directory
         run_directory.check_run_directory(out, resume, overwrite)
         split = data.load(dataset, data_path, seed=seed, max_train=max_train)
+        epochs = epochs or training.default_epochs(len(split.y_train))
+        teacher_epochs = teacher_epochs or training.default_epochs(len(split.y_train), teacher=True)
+        if search_mode == "auto":
+            large = len(split.y_train) >= training.LARGE_DATASET
+            search_mode = "halving" if large else "exhaustive"
         say = print if verbose else (lambda *a, **k: None)
         for given in (teacher, student):
             if isinstance(given, str) and not os.path.isfile(given):
@@ -163,12 +206,26 @@ def run(
             batch_size=batch_size,
             learning_rate=learning_rate,
         )
+        defining["search"] = search_mode if search_mode == "exhaustive" else f"halving, {patience}"
+        defining["students_lr_schedule"] = training.student_schedule(len(split.y_train))
         if overwrite:
             run_directory.clear_run(out, say)
         run_directory.store_settings(out, defining, names, resume)
 
-        teacher_model = _teacher(teacher, split, out, teacher_epochs, seed, unsafe_load, say)
+        teacher_model, teacher_training = teacher_lib.obtain(
+            teacher,
+            split,
+            out,
+            teacher_epochs,
+            seed,
+            unsafe_load,
+            say,
+            (teacher_cache_dir, retrain_teacher),
+        )
+        timings = {"teacher": time.perf_counter() - started}
         teacher_record = _measure_teacher(teacher_model, split, latency_samples, say)
+        timings["export"] = time.perf_counter() - started - timings["teacher"]
+        teacher_record["training"] = teacher_training
         context = jobs.Context(
             split=split,
             teacher=teacher_model,
@@ -184,15 +241,20 @@ def run(
             verbose=verbose,
             batch_size=batch_size,
             learning_rate=learning_rate,
+            patience=patience if search_mode == "halving" else None,
+            lr_schedule=training.student_schedule(len(split.y_train)),
         )
         records, units = _units(context, names, out, resume, say)
         os.makedirs(context.models_dir, exist_ok=True)
+        searched = {}
+        if search_mode == "halving":
+            units, searched = halving.probe_and_choose(context, units, records, out, say, timings)
         runner = context
         if workers > 1 and units:
             given = dict(teacher=teacher, student=student, student_widths=student_widths)
             runner = _worker_setup(context, out, given, unsafe_load, dataset, data_path, max_train)
             say(f"Running {len(units)} strategies in {workers} worker processes ...", flush=True)
-        _run_units(runner, units, workers, records, out, started, say)
+        _run_units(runner, units, workers, records, out, started, say, searched, timings)
         if runner is not context:
             os.remove(runner.teacher_outputs_path)
 
@@ -205,14 +267,34 @@ def run(
             "students": ", ".join(context.architectures),
             "workers": workers,
             "epochs": epochs,
-            "batch size, learning rate": f"{batch_size}, {learning_rate:g}",
+            "search": _describe_search(search_mode, context),
+            "batch size, learning rate": f"{batch_size}, {learning_rate:g} ({context.lr_schedule})",
             "repeats": repeats,
             "seeds": ", ".join(str(seed + i) for i in range(repeats)),
             "budget": budget.describe(),
+            "teacher training": teacher_lib.describe(teacher_training),
+            "wall time by part": ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         }
         explain_recommendation(out, context, records, budget, say)  # explain/, linked by report
-        recommendation = _finish(out, records, teacher_record, budget, settings, started, say)
-        return CompareResult(records, teacher_record, recommendation, out)
+        recommendation, hundredfold = _finish(
+            out, records, teacher_record, budget, settings, started, say
+        )
+        timings["total"] = time.perf_counter() - started
+        timings = {key: round(value, 1) for key, value in timings.items()}
+        return CompareResult(records, teacher_record, recommendation, out, hundredfold, timings)
+
+
+SEARCH_MODES = ("auto", "halving", "exhaustive")
+
+
+def _describe_search(search_mode, context) -> str:
+    probe = search.probe_epochs(context.epochs)
+    if search_mode == "exhaustive":
+        return "exhaustive (every strategy for all epochs)"
+    return (
+        f"successive halving (probe of {probe} epochs; runs under 8 epochs are not halved), "
+        f"early stopping after {context.patience} epochs without a gain in validation accuracy"
+    )
 
 
 def _check_settings(strategy_names, repeats, workers, output_dir, resume, overwrite) -> tuple:
@@ -273,7 +355,7 @@ def _worker_setup(
     atomic.write_bytes(outputs_path, buffer.getvalue())
     teacher_path = os.path.join(out, "teacher.keras")  # the built-in teacher, saved by _teacher
     fields = ("teacher_record", "epochs", "seed", "repeats", "latency_samples", "models_dir")
-    fields += ("batch_size", "learning_rate")
+    fields += ("batch_size", "learning_rate", "patience", "lr_schedule")
     return jobs.WorkerSetup(
         dataset=dataset,
         data_path=data_path,
@@ -292,17 +374,22 @@ def _worker_setup(
     )
 
 
-def _run_units(runner, units, workers, records, out, started, say) -> None:
+def _run_units(runner, units, workers, records, out, started, say, searched, timings) -> None:
     """Runs the units (grouped into jobs) and writes results after each one.
 
     Finished records are appended to `records` in run order, whatever order
-    worker processes finish them in.
+    worker processes finish them in. `searched` holds the halving's choice
+    by unit index (added to the records); `timings` gains "students" and
+    "export" (the export's share is each record's `export_s`).
     """
     kept = len(records)
     order, unit_times = {}, []
+    units_started = time.perf_counter()
 
     def on_record(index, record):
         order[id(record)] = index
+        if index in searched:
+            record["search"] = searched[index]
         records.append(record)
         pareto.mark_pareto(records)
         report.write_results(out, records)
@@ -326,12 +413,18 @@ def _run_units(runner, units, workers, records, out, started, say) -> None:
     if units:
         jobs.run_jobs(runner, job_list, workers, on_record)
     records[kept:] = sorted(records[kept:], key=lambda r: order[id(r)])
+    export_s = sum(r.get("export_s", 0.0) for r in records[kept:])
+    timings["export"] = timings.get("export", 0.0) + export_s
+    timings["students"] = (
+        timings.get("probes", 0.0) + time.perf_counter() - units_started - export_s
+    )
 
 
 def _finish(out, records, teacher_record, budget, settings, started, say) -> dict:
     """Marks the front, recommends, and writes results, report, plot and front models."""
     pareto.mark_pareto(records)
     recommendation = pareto.recommend(records, budget)
+    hundredfold = pareto.smallest_within(records, teacher_record, ratio=100.0, points=1.0)
     report.write_results(out, records)
     _keep_front_models(os.path.join(out, "models"), records)
     settings = {
@@ -343,48 +436,23 @@ def _finish(out, records, teacher_record, budget, settings, started, say) -> dic
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "wall time": f"{time.perf_counter() - started:.0f}s",
     }
-    report.write_report(out, records, teacher_record, recommendation, settings)
+    report.write_report(out, records, teacher_record, recommendation, settings, hundredfold)
     report.plot(out, records, teacher_record)
     say("\n" + report.table(records, teacher_record))
     say(recommendation["message"])
+    say("100x question: " + hundredfold["message"])
     say(
         f"\nWrote {out}/results.json, results.csv, report.md, pareto.png "
         "and models/ (the Pareto front)."
     )
-    return recommendation
+    return recommendation, hundredfold
 
 
 def _model_path(model, default_path: str) -> str:
     """`model` itself if it is a path; else saves it (atomically) to `default_path`."""
     if isinstance(model, str):
         return model
-    tmp = default_path[: -len(".keras")] + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, default_path)
-    return default_path
-
-
-def _teacher(teacher, split, out, epochs, seed, unsafe_load, say):
-    """The given teacher, the one saved in `out`, or a built-in one trained here."""
-    if isinstance(teacher, str):
-        return saving.load_model(teacher, unsafe=unsafe_load)
-    if teacher is not None:
-        validation.check_model(teacher, "teacher")
-        return teacher
-    saved = os.path.join(out, "teacher.keras")
-    if os.path.exists(saved):
-        say(f"Using the teacher saved in {saved}.")
-        return saving.load_model(saved)
-    say(f"Training the built-in teacher ({epochs} epochs) ...", flush=True)
-    keras.utils.set_random_seed(seed)  # its initial weights too, whatever ran before
-    model = training.fit_supervised(
-        models.teacher_for(split.input_shape, split.num_classes),
-        split,
-        training.FitSettings(epochs=epochs, seed=seed),
-        callbacks=[EpochProgress("teacher", print_fn=lambda line: say(line, flush=True))],
-    )
-    _model_path(model, saved)
-    return model
+    return teacher_lib.save_model(model, default_path)
 
 
 def _keep_front_models(models_dir, records):
