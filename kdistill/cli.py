@@ -93,8 +93,16 @@ flags.DEFINE_string("output", None, "export: the .tflite path (default: beside -
 flags.DEFINE_integer(
     "representative_samples", 500, "export: training samples used to calibrate int8 quantization."
 )
-flags.DEFINE_string("teacher", None, "compare: a .keras teacher (default: train the built-in one).")
-flags.DEFINE_string("student", None, "compare: a .keras student architecture (re-initialised).")
+flags.DEFINE_string(
+    "teacher",
+    None,
+    "compare, explain: a .keras teacher (compare's default: train the built-in one).",
+)
+flags.DEFINE_string(
+    "student",
+    None,
+    "compare: a .keras student architecture (re-initialised); explain: a .keras or .tflite file.",
+)
 flags.DEFINE_list("student_widths", ["16", "64"], "compare: widths of the built-in students.")
 flags.DEFINE_list(
     "strategies",
@@ -112,7 +120,11 @@ flags.DEFINE_integer(
 flags.DEFINE_float("max_size_kb", None, "compare: budget, largest .tflite size in KB.")
 flags.DEFINE_float("max_latency_ms", None, "compare: budget, largest median latency per sample.")
 flags.DEFINE_float("min_accuracy", None, "compare: budget, lowest test accuracy in [0, 1].")
-flags.DEFINE_string("output_dir", None, "compare: output directory (default kdistill_runs/<time>).")
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "compare: output directory (default kdistill_runs/<time>); explain: default <student>_explain.",
+)
 flags.DEFINE_string(
     "resume",
     None,
@@ -302,8 +314,13 @@ def _evaluate(argv) -> int:
     return 0
 
 
-COMMANDS = {"compare": _compare, "distill": _distill, "export": _export, "evaluate": _evaluate}
-COMMANDS["explain"] = _explain
+COMMANDS = {
+    "compare": _compare,
+    "distill": _distill,
+    "export": _export,
+    "evaluate": _evaluate,
+    "explain": _explain,
+}
 
 
 def _command_in(argv) -> str | None:
