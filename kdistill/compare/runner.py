@@ -275,9 +275,8 @@ def run(
             "teacher training": teacher_lib.describe(teacher_training),
             "wall time by part": ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()),
         }
-        explain_recommendation(out, context, records, budget, say)  # explain/, linked by report
         recommendation, hundredfold = _finish(
-            out, records, teacher_record, budget, settings, started, say
+            out, records, teacher_record, budget, settings, started, say, context
         )
         timings["total"] = time.perf_counter() - started
         timings = {key: round(value, 1) for key, value in timings.items()}
@@ -420,10 +419,12 @@ def _run_units(runner, units, workers, records, out, started, say, searched, tim
     )
 
 
-def _finish(out, records, teacher_record, budget, settings, started, say) -> dict:
-    """Marks the front, recommends, and writes results, report, plot and front models."""
+def _finish(out, records, teacher_record, budget, settings, started, say, context) -> tuple:
+    """Marks the front, recommends, explains the pick, and writes results, report and plot."""
     pareto.mark_pareto(records)
     recommendation = pareto.recommend(records, budget)
+    # After the front is marked, so it explains the recommendation itself; report.md links it.
+    explain_recommendation(out, context, records, budget, say)
     hundredfold = pareto.smallest_within(records, teacher_record, ratio=100.0, points=1.0)
     report.write_results(out, records)
     _keep_front_models(os.path.join(out, "models"), records)
